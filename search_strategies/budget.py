@@ -1,0 +1,135 @@
+"""Per-request compute budget and the usage ledger every engine call is charged to.
+
+A strategy never charges usage by hand: it talks to the policy through
+`MeteredPolicy`, which asks the budget before a call, bounds it by the deadline and
+charges what came back. That way no code path can spend compute off the books.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+from search_strategies.protocols import ChatMessage, Generation, Policy, SamplingConfig
+
+
+class StopReason(str, enum.Enum):
+    """Why a search stopped; reported to the client as `stopped_reason`."""
+
+    COMPLETED = "completed"
+    TOKEN_BUDGET = "token_budget"
+    DEADLINE = "deadline"
+
+
+class BudgetExhausted(Exception):
+    """Raised by the metered policy when a call cannot be afforded or ran out of time."""
+
+    def __init__(self, reason: StopReason) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class BudgetLimits:
+    """What one request may spend. `None` means unlimited (the server caps it anyway)."""
+
+    max_tokens: int | None = None
+    time_limit_s: float | None = None
+
+
+@dataclass
+class Usage:
+    """The ledger: what a request spent, counted where it was spent."""
+
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    engine_calls: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Budget:
+    """Tracks spending against `BudgetLimits` for one request."""
+
+    def __init__(
+        self, limits: BudgetLimits, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limits = limits
+        self.usage = Usage()
+        self._clock = clock
+        self._started = clock()
+
+    def elapsed_s(self) -> float:
+        return self._clock() - self._started
+
+    def remaining_tokens(self) -> int | None:
+        if self.limits.max_tokens is None:
+            return None
+        return max(0, self.limits.max_tokens - self.usage.generated_tokens)
+
+    def remaining_time_s(self) -> float | None:
+        if self.limits.time_limit_s is None:
+            return None
+        return max(0.0, self.limits.time_limit_s - self.elapsed_s())
+
+    def exhausted(self) -> StopReason | None:
+        """The reason no further call can be made, or None while there is budget."""
+        if self.remaining_time_s() == 0.0:
+            return StopReason.DEADLINE
+        if self.remaining_tokens() == 0:
+            return StopReason.TOKEN_BUDGET
+        return None
+
+    def tokens_per_sample(self, samples: int, wanted: int) -> int:
+        """New tokens each of `samples` continuations may generate so the wave fits.
+
+        Returns `wanted` when the budget allows it, less when it does not, and 0 when
+        not even one token per sample is affordable.
+        """
+        remaining = self.remaining_tokens()
+        if remaining is None:
+            return wanted
+        return min(wanted, remaining // max(1, samples))
+
+    def charge(self, generations: Sequence[Generation]) -> None:
+        self.usage.engine_calls += 1
+        for generation in generations:
+            self.usage.prompt_tokens += generation.prompt_tokens
+            self.usage.cached_prompt_tokens += generation.cached_prompt_tokens
+            self.usage.generated_tokens += sum(c.num_tokens for c in generation.completions)
+
+
+class MeteredPolicy:
+    """A `Policy` view that enforces a `Budget` on every call and charges its usage."""
+
+    def __init__(self, policy: Policy, budget: Budget) -> None:
+        self._policy = policy
+        self.budget = budget
+
+    @property
+    def model_name(self) -> str:
+        return self._policy.model_name
+
+    async def encode_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
+        return await self._policy.encode_chat(messages)
+
+    async def generate(
+        self, prompts: Sequence[Sequence[int]], params: SamplingConfig
+    ) -> list[Generation]:
+        """Generate within the deadline; raise `BudgetExhausted` when out of budget."""
+        reason = self.budget.exhausted()
+        if reason is not None:
+            raise BudgetExhausted(reason)
+        try:
+            async with asyncio.timeout(self.budget.remaining_time_s()):
+                generations = await self._policy.generate(prompts, params)
+        except TimeoutError:
+            # The cancelled engine call was aborted by the policy; its tokens are lost.
+            raise BudgetExhausted(StopReason.DEADLINE) from None
+        self.budget.charge(generations)
+        return generations

@@ -1,0 +1,62 @@
+"""Request parameters shared by every strategy, validated against server maximums.
+
+Each strategy declares a pydantic model derived from `StrategyParams`; the server
+validates a request's strategy fields with it, passing its `ServerLimits` as the
+validation context, so a limit is checked where the field is defined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from search_strategies.protocols import SamplingConfig
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Server-side maximums a request may not exceed."""
+
+    max_n: int = 64
+    max_new_tokens: int = 2048
+    max_tokens: int = 65536
+    max_time_limit_s: float = 600.0
+
+
+def limits_from(info: ValidationInfo) -> ServerLimits:
+    """The limits passed as validation context, or the defaults outside a server."""
+    context = info.context or {}
+    return context.get("limits", ServerLimits())
+
+
+class StrategyParams(BaseModel):
+    """Sampling fields every strategy accepts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(0.8, ge=0.0, le=2.0, description="Sampling temperature.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    max_new_tokens: int = Field(
+        512, ge=1, description="New tokens per sampled solution (before budget caps)."
+    )
+    seed: int | None = Field(
+        None, ge=0, description="Makes sampling reproducible for the same request."
+    )
+
+    @field_validator("max_new_tokens")
+    @classmethod
+    def _within_new_token_limit(cls, value: int, info: ValidationInfo) -> int:
+        limit = limits_from(info).max_new_tokens
+        if value > limit:
+            raise ValueError(f"must be at most the server maximum max_new_tokens={limit}")
+        return value
+
+    def sampling(self, n: int, max_tokens: int) -> SamplingConfig:
+        return SamplingConfig(
+            n=n,
+            max_tokens=max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+        )

@@ -1,0 +1,67 @@
+"""The `ponder` command: `ponder serve` and `ponder prepare-model`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from server.settings import add_settings_arguments, settings_from
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    try:
+        settings = settings_from(args)
+    except ValueError as error:
+        print(f"ponder serve: invalid setting: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        # In-flight searches get a few seconds, then are cancelled (engine aborts).
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from server.model_prep import default_cache_dir, prepare_embedded_model
+
+    logging.basicConfig(level=logging.INFO)
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    print(prepare_embedded_model(cache))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ponder", description="Inference-time search server")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    add_settings_arguments(serve)
+    prepare = commands.add_parser(
+        "prepare-model", help="convert the embedded default model into the cache (once)"
+    )
+    prepare.add_argument("--cache-dir", default=None, help="cache folder [env PONDER_CACHE]")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    return _prepare(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

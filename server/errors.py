@@ -1,0 +1,69 @@
+"""Errors as answers: every failure becomes a JSON body in OpenAI's error format.
+
+`{"error": {"message", "type", "param", "code"}}` on every route, so clients written
+for OpenAI-compatible servers can read Ponder's errors too.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from server.policy.errors import PolicyUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class InvalidRequest(Exception):
+    """A request the client must fix; answered with 400."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    @classmethod
+    def from_validation(
+        cls, error: ValidationError | RequestValidationError, prefix: str = ""
+    ) -> "InvalidRequest":
+        """One readable sentence per problem, naming the field (`n: must be ...`)."""
+        problems = []
+        first_param = None
+        for item in error.errors():
+            location = [str(part) for part in item["loc"] if part != "body"]
+            param = prefix + ".".join(location) if location else None
+            first_param = first_param or param
+            message = item["msg"].removeprefix("Value error, ")
+            if item["type"] == "extra_forbidden":
+                message = "unknown field for this strategy"
+            problems.append(f"{param}: {message}" if param else message)
+        return cls("; ".join(problems) or "invalid request", first_param)
+
+
+def error_body(message: str, kind: str, param: str | None, code: str | None) -> dict:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(InvalidRequest)
+    async def _invalid(_: Request, error: InvalidRequest) -> JSONResponse:
+        return JSONResponse(
+            error_body(error.message, "invalid_request_error", error.param, "invalid_value"),
+            status_code=400,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        return await _invalid(request, InvalidRequest.from_validation(error))
+
+    @app.exception_handler(PolicyUnavailable)
+    async def _unavailable(_: Request, error: PolicyUnavailable) -> JSONResponse:
+        log.error("policy unavailable: %s", error)
+        return JSONResponse(
+            error_body(str(error), "service_unavailable", None, "policy_unavailable"),
+            status_code=503,
+        )

@@ -1,0 +1,1 @@
+"""Policy engines: implementations of `search_strategies.protocols.Policy`."""

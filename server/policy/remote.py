@@ -1,0 +1,141 @@
+"""A policy served by a remote OpenAI-compatible completions server (`vllm serve`).
+
+Prompts go out as token-id lists (`/v1/completions` accepts them) and samples come
+back with their token ids (`return_token_ids`), so search keeps exact ids end to
+end. Chat rendering uses the server's own `/tokenize` with `messages`, so Ponder
+needs no local copy of the tokenizer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import httpx
+
+from search_strategies.protocols import ChatMessage, Completion, Generation, SamplingConfig
+from server.policy.errors import PolicyUnavailable
+
+
+class RemotePolicy:
+    """A `Policy` over HTTP; every call has a timeout and fails as `PolicyUnavailable`."""
+
+    def __init__(self, client: httpx.AsyncClient, base_url: str, model: str) -> None:
+        self._client = client
+        self._base = base_url.rstrip("/")
+        self._root = self._base.removesuffix("/v1")
+        self._model = model
+
+    @classmethod
+    async def connect(
+        cls, base_url: str, model: str | None = None, timeout_s: float = 300.0
+    ) -> "RemotePolicy":
+        """Open a client and learn the served model's name when not given."""
+        client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=10.0))
+        policy = cls(client, base_url, model or "")
+        if not model:
+            try:
+                body = await policy._request("GET", f"{policy._base}/models")
+                policy._model = body["data"][0]["id"]
+            except BaseException:
+                await client.aclose()
+                raise
+        return policy
+
+    @property
+    def model_name(self) -> str:
+        return self._model
+
+    async def encode_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
+        body = await self._request(
+            "POST",
+            f"{self._root}/tokenize",
+            json={
+                "model": self._model,
+                "messages": [{"role": m.role, "content": m.content} for m in messages],
+                "add_generation_prompt": True,
+                "add_special_tokens": False,
+            },
+        )
+        return list(body["tokens"])
+
+    async def generate(
+        self, prompts: Sequence[Sequence[int]], params: SamplingConfig
+    ) -> list[Generation]:
+        """All prompts and samples in one completions request."""
+        payload: dict[str, Any] = {
+            "model": self._model,
+            "prompt": [list(p) for p in prompts],
+            "n": params.n,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "logprobs": 0,
+            "return_token_ids": True,
+            "include_stop_str_in_output": params.include_stop,
+        }
+        if params.seed is not None:
+            payload["seed"] = params.seed
+        if params.stop:
+            payload["stop"] = list(params.stop)
+        body = await self._request("POST", f"{self._base}/completions", json=payload)
+        choices = sorted(body["choices"], key=lambda c: c["index"])
+        if len(choices) != len(prompts) * params.n:
+            raise PolicyUnavailable(
+                f"remote policy returned {len(choices)} choices for "
+                f"{len(prompts)} prompts x n={params.n}"
+            )
+        cached = ((body.get("usage") or {}).get("prompt_tokens_details") or {}).get(
+            "cached_tokens"
+        ) or 0
+        generations = []
+        for index, prompt in enumerate(prompts):
+            mine = choices[index * params.n : (index + 1) * params.n]
+            generations.append(
+                Generation(
+                    prompt_tokens=len(prompt),
+                    completions=tuple(_completion(c) for c in mine),
+                    # The server reports cache hits for the whole call only.
+                    cached_prompt_tokens=cached if index == 0 else 0,
+                )
+            )
+        return generations
+
+    async def check_health(self) -> None:
+        await self._request("GET", f"{self._root}/health", expect_json=False)
+
+    def running_requests(self) -> int:
+        return 0  # not observable from here; the remote server owns its queue
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _request(
+        self, method: str, url: str, expect_json: bool = True, **kwargs: Any
+    ) -> Any:
+        try:
+            response = await self._client.request(method, url, **kwargs)
+        except httpx.HTTPError as error:
+            raise PolicyUnavailable(
+                f"remote policy at {self._base} unreachable: {type(error).__name__}: {error}"
+            ) from error
+        if response.status_code != 200:
+            raise PolicyUnavailable(
+                f"remote policy at {self._base} answered {response.status_code} "
+                f"for {url}: {response.text[:300]}"
+            )
+        return response.json() if expect_json else None
+
+
+def _completion(choice: dict[str, Any]) -> Completion:
+    token_ids = choice.get("token_ids")
+    if token_ids is None:
+        raise PolicyUnavailable(
+            "remote policy returned no token_ids; it must support return_token_ids (vLLM)"
+        )
+    logprobs = (choice.get("logprobs") or {}).get("token_logprobs") or []
+    return Completion(
+        token_ids=tuple(token_ids),
+        text=choice["text"],
+        logprobs=tuple(float(x) for x in logprobs),
+        finish_reason=choice.get("finish_reason") or "abort",
+    )

@@ -1,0 +1,128 @@
+"""HTTP request and response bodies of the plain API (`/v1/solve`, `/health`, ...).
+
+Strategy parameters (n, temperature, seed, ...) sit at the top level of a solve
+request next to `strategy`; they are validated by that strategy's own parameter
+model, so each strategy owns its fields and their limits.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from search_strategies.params import limits_from
+
+
+class BudgetRequest(BaseModel):
+    """What one request may spend; each field is capped by a server maximum."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int | None = Field(
+        None, ge=1, description="Generated tokens, all samples together."
+    )
+    time_limit_s: float | None = Field(
+        None, gt=0, description="Wall time; the search stops and returns at the deadline."
+    )
+
+    @field_validator("max_tokens")
+    @classmethod
+    def _max_tokens_limit(cls, value: int | None, info: ValidationInfo) -> int | None:
+        limit = limits_from(info).max_tokens
+        if value is not None and value > limit:
+            raise ValueError(f"must be at most the server maximum max_tokens={limit}")
+        return value
+
+    @field_validator("time_limit_s")
+    @classmethod
+    def _time_limit(cls, value: float | None, info: ValidationInfo) -> float | None:
+        limit = limits_from(info).max_time_limit_s
+        if value is not None and value > limit:
+            raise ValueError(f"must be at most the server maximum max_time_limit_s={limit}")
+        return value
+
+
+class SolveRequest(BaseModel):
+    """A question to answer by search; extra fields are the strategy's parameters."""
+
+    model_config = ConfigDict(extra="allow")
+
+    question: str = Field(min_length=1, description="The problem to solve.")
+    system_prompt: str | None = Field(
+        None, description="Overrides the server's default system prompt."
+    )
+    strategy: str = Field("best_of_n", description="Search strategy name.")
+    budget: BudgetRequest = Field(default_factory=BudgetRequest)
+    return_trace: bool = Field(False, description="Include the search tree.")
+
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    def strategy_fields(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class CandidateOut(BaseModel):
+    text: str
+    answer: str | None
+    mean_logprob: float | None
+    finish_reason: str
+    num_tokens: int
+    score: float
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    generated_tokens: int
+    cached_prompt_tokens: int
+    engine_calls: int
+
+
+class TimingOut(BaseModel):
+    total_s: float
+    search_s: float
+
+
+class TraceNodeOut(BaseModel):
+    id: int
+    parent: int | None
+    text: str
+    num_tokens: int
+    chosen: bool
+    score: float | None
+
+
+class SolveResponse(BaseModel):
+    id: str
+    model: str
+    strategy: str
+    answer: str | None = Field(description="Extracted final answer of the chosen solution.")
+    answer_text: str | None = Field(description="Full text of the chosen solution.")
+    candidates: list[CandidateOut]
+    usage: UsageOut
+    timing: TimingOut
+    stopped_reason: Literal["completed", "token_budget", "deadline"]
+    trace: list[TraceNodeOut] | None = None
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "unavailable"]
+    model: str
+    detail: str | None = None
+    running_requests: int = 0
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    owned_by: str = "ponder"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -1,0 +1,125 @@
+"""Turns a validated solve request into a strategy run and its HTTP answer.
+
+This is the one place that wires a request to the domain core: it resolves the
+strategy, validates its parameters against the server limits, opens a budget, and
+meters the policy so every engine call is charged.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from typing import Protocol
+
+from pydantic import ValidationError
+
+from search_strategies.budget import Budget, BudgetLimits, MeteredPolicy
+from search_strategies.params import ServerLimits
+from search_strategies.protocols import Policy, Problem
+from search_strategies.registry import STRATEGIES
+from search_strategies.results import SearchResult
+from server.errors import InvalidRequest
+from server.schemas import (
+    CandidateOut,
+    SolveRequest,
+    SolveResponse,
+    TimingOut,
+    TraceNodeOut,
+    UsageOut,
+)
+
+
+class PolicyBackend(Policy, Protocol):
+    """A policy the server owns: it can be health-checked and closed."""
+
+    async def check_health(self) -> None: ...
+
+    def running_requests(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+class SolveService:
+    """Runs searches for `/v1/solve` against one policy backend."""
+
+    def __init__(
+        self, policy: PolicyBackend, limits: ServerLimits, default_system_prompt: str
+    ) -> None:
+        self.policy = policy
+        self.limits = limits
+        self.default_system_prompt = default_system_prompt
+
+    def parse(self, body: object) -> SolveRequest:
+        """Validate a raw JSON body, checking every field against the server limits."""
+        if not isinstance(body, dict):
+            raise InvalidRequest("request body must be a JSON object")
+        try:
+            return SolveRequest.model_validate(body, context={"limits": self.limits})
+        except ValidationError as error:
+            raise InvalidRequest.from_validation(error) from None
+
+    async def solve(self, request: SolveRequest) -> SolveResponse:
+        started = time.monotonic()
+        spec = STRATEGIES.get(request.strategy)
+        if spec is None:
+            names = ", ".join(sorted(STRATEGIES))
+            raise InvalidRequest(
+                f"strategy: unknown strategy {request.strategy!r}; choose one of {names}",
+                "strategy",
+            )
+        try:
+            params = spec.params_model.model_validate(
+                request.strategy_fields(), context={"limits": self.limits}
+            )
+        except ValidationError as error:
+            raise InvalidRequest.from_validation(error) from None
+
+        budget = Budget(
+            BudgetLimits(
+                max_tokens=request.budget.max_tokens or self.limits.max_tokens,
+                time_limit_s=request.budget.time_limit_s or self.limits.max_time_limit_s,
+            )
+        )
+        problem = Problem(
+            question=request.question,
+            system_prompt=request.system_prompt or self.default_system_prompt,
+        )
+        search_started = time.monotonic()
+        result = await spec.run(problem, params, MeteredPolicy(self.policy, budget), budget)
+        finished = time.monotonic()
+        return self._response(
+            request,
+            result,
+            TimingOut(total_s=finished - started, search_s=finished - search_started),
+        )
+
+    def _response(
+        self, request: SolveRequest, result: SearchResult, timing: TimingOut
+    ) -> SolveResponse:
+        return SolveResponse(
+            id=f"solve-{uuid.uuid4().hex}",
+            model=self.policy.model_name,
+            strategy=request.strategy,
+            answer=result.answer,
+            answer_text=result.chosen.text if result.chosen else None,
+            candidates=[
+                CandidateOut(
+                    text=c.text,
+                    answer=c.answer,
+                    mean_logprob=c.mean_logprob if math.isfinite(c.mean_logprob) else None,
+                    finish_reason=c.finish_reason,
+                    num_tokens=c.num_tokens,
+                    score=c.score,
+                )
+                for c in result.candidates
+            ],
+            usage=UsageOut(**result.usage.as_dict()),
+            timing=timing,
+            stopped_reason=result.stopped_reason.value,
+            trace=(
+                [TraceNodeOut(**vars(node)) for node in result.trace]
+                if request.return_trace and result.trace is not None
+                else None
+            ),
+        )

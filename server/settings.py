@@ -1,0 +1,129 @@
+"""All server configuration in one object, from CLI flags and `PONDER_*` variables.
+
+Every flag has an environment twin (`--max-n` ↔ `PONDER_MAX_N`); a flag given on the
+command line wins over the environment, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from search_strategies.params import ServerLimits
+from server.model_prep import EMBEDDED_MODEL_NAME, default_cache_dir
+
+DEFAULT_SYSTEM_PROMPT = (
+    "Solve the problem step by step. Put the final answer in \\boxed{}."
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server settings; see `ponder serve --help` for what each field means."""
+
+    policy: str | None = None
+    policy_url: str | None = None
+    served_model_name: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    max_model_len: int = 4096
+    gpu_memory_utilization: float = 0.25
+    enforce_eager: bool = False
+    block_size: int | None = None
+    dtype: str = "auto"
+    tensor_parallel_size: int = 1
+    remote_timeout_s: float = 300.0
+    default_system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_n: int = 64
+    max_new_tokens: int = 2048
+    max_tokens: int = 65536
+    max_time_limit_s: float = 600.0
+    log_level: str = "info"
+
+    @property
+    def limits(self) -> ServerLimits:
+        return ServerLimits(
+            max_n=self.max_n,
+            max_new_tokens=self.max_new_tokens,
+            max_tokens=self.max_tokens,
+            max_time_limit_s=self.max_time_limit_s,
+        )
+
+    @property
+    def model_name(self) -> str:
+        """The id clients see in `/v1/models` and responses."""
+        if self.served_model_name:
+            return self.served_model_name
+        if self.policy:
+            return Path(self.policy).name or self.policy
+        return EMBEDDED_MODEL_NAME
+
+
+_HELP = {
+    "policy": "policy model: a local folder or a model id (default: the embedded "
+    "SmolLM2-135M-Instruct, prepared on first start)",
+    "policy_url": "use a remote OpenAI-compatible completions server instead of an "
+    "in-process engine, e.g. http://127.0.0.1:8001/v1",
+    "served_model_name": "model id reported to clients",
+    "host": "address to listen on",
+    "port": "port to listen on",
+    "cache_dir": "where the embedded model is prepared (PONDER_CACHE)",
+    "max_model_len": "vLLM context length",
+    "gpu_memory_utilization": "vLLM memory fraction (on CPU: of one NUMA node's RAM)",
+    "enforce_eager": "skip torch.compile: faster start, slightly slower decode",
+    "block_size": "vLLM KV block size (CPU accepts multiples of 32)",
+    "dtype": "model dtype; 'auto' picks float32 on CPUs without bf16 instructions",
+    "tensor_parallel_size": "vLLM tensor parallel degree (GPUs)",
+    "remote_timeout_s": "timeout for each call to a remote policy",
+    "default_system_prompt": "system prompt used when a request gives none",
+    "max_n": "server maximum for a request's n",
+    "max_new_tokens": "server maximum for a request's max_new_tokens",
+    "max_tokens": "server maximum for a request's budget.max_tokens",
+    "max_time_limit_s": "server maximum for a request's budget.time_limit_s",
+    "log_level": "uvicorn and ponder log level",
+}
+_ENV_NAMES = {"cache_dir": "PONDER_CACHE"}
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per `Settings` field, defaulting to its `PONDER_*` variable."""
+    for spec in fields(Settings):
+        flag = "--" + spec.name.replace("_", "-")
+        env_name = _ENV_NAMES.get(spec.name, "PONDER_" + spec.name.upper())
+        help_text = f"{_HELP[spec.name]} [env {env_name}]"
+        if spec.name == "enforce_eager":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
+        else:
+            parser.add_argument(flag, default=None, help=help_text)
+
+
+def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
+    """Build settings with CLI > environment > default precedence, typed per field."""
+    environ = dict(os.environ if environ is None else environ)
+    defaults = Settings()
+    values = {}
+    for spec in fields(Settings):
+        env_name = _ENV_NAMES.get(spec.name, "PONDER_" + spec.name.upper())
+        raw = getattr(args, spec.name, None)
+        if raw is None:
+            raw = environ.get(env_name)
+        if raw is None:
+            continue
+        values[spec.name] = _coerce(spec.name, raw, type(getattr(defaults, spec.name)))
+    return Settings(**values)
+
+
+def _coerce(name: str, raw: object, default_type: type) -> object:
+    if isinstance(raw, bool) or name == "enforce_eager":
+        return raw if isinstance(raw, bool) else str(raw).lower() in {"1", "true", "yes"}
+    if name == "block_size":
+        return int(raw)  # type: ignore[arg-type]
+    if default_type in (int, float):
+        return default_type(raw)
+    if name == "cache_dir":
+        return Path(str(raw))
+    return str(raw)
