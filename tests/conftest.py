@@ -1,0 +1,55 @@
+"""Shared fixtures: the embedded model and one real Ponder server per test session."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+from server.model_prep import prepare_embedded_model
+from tests.servers import ENGINE_FLAGS, RunningServer, ponder_command, start_server
+
+#: Server maximums the session server runs with; tests check requests against them.
+MAX_N = 32
+MAX_NEW_TOKENS = 256
+
+
+@pytest.fixture(scope="session")
+def embedded_model() -> Path:
+    return prepare_embedded_model()
+
+
+@pytest.fixture(scope="session")
+def ponder_server(
+    embedded_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """A live `ponder serve` on the embedded model (real vLLM), shared by all tests.
+
+    Stopping it at the end doubles as the lifecycle check: SIGTERM must leave no
+    engine process behind.
+    """
+    log = tmp_path_factory.mktemp("ponder") / "server.log"
+    server = start_server(
+        ponder_command(
+            "--policy", str(embedded_model), "--served-model-name", "smollm2-135m-instruct",
+            "--block-size", "32", "--max-n", str(MAX_N),
+            "--max-new-tokens", str(MAX_NEW_TOKENS), *ENGINE_FLAGS,
+        ),
+        log,
+        "/health",
+    )
+    yield server
+    leftovers = server.stop()
+    # uvicorn re-raises the SIGTERM it handled once shutdown is complete.
+    assert server.process.returncode in (0, -signal.SIGTERM), server.log_tail()
+    assert "Application shutdown complete" in server.log_tail()
+    assert not leftovers, f"engine processes outlived the server: {leftovers}"
+
+
+@pytest.fixture()
+def client(ponder_server: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=ponder_server.url, timeout=300) as http:
+        yield http

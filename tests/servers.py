@@ -1,0 +1,87 @@
+"""Start real servers (Ponder, `vllm serve`) as subprocesses on loopback for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+#: Engine flags that fit the 2-core CI machine: eager start, small KV reservation.
+ENGINE_FLAGS = ["--enforce-eager", "--gpu-memory-utilization", "0.2", "--max-model-len", "2048"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen
+    url: str
+    log_path: Path
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def descendants(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self, timeout_s: float = 60.0) -> list[str]:
+        """SIGTERM the server; return descriptions of processes that outlived it."""
+        children = self.descendants()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        _, alive = psutil.wait_procs(children, timeout=15)
+        leftovers = [f"{p.pid} {p.name()}" for p in alive]
+        for process in alive:
+            process.kill()
+        return leftovers
+
+
+def start_server(
+    args: list[str], log_path: Path, health_path: str, timeout_s: float = 400.0
+) -> RunningServer:
+    """Start `args` (which must listen on the port in its URL) and wait until healthy."""
+    port = free_port()
+    command = [a.replace("{port}", str(port)) for a in args]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    log_file = log_path.open("w")
+    process = subprocess.Popen(
+        command, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO, env=env
+    )
+    server = RunningServer(process, f"http://127.0.0.1:{port}", log_path)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command[:4]} exited early:\n{server.log_tail()}")
+        try:
+            if httpx.get(server.url + health_path, timeout=5).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    server.stop()
+    raise RuntimeError(f"{command[:4]} not healthy after {timeout_s}s:\n{server.log_tail()}")
+
+
+def ponder_command(*flags: str) -> list[str]:
+    return [sys.executable, "-m", "server.cli", "serve", "--port", "{port}", *flags]

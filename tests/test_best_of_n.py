@@ -1,0 +1,83 @@
+"""Best-of-N selection and budget logic on a scripted policy (engine tests: HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from search_strategies.best_of_n import BestOfNParams, best_of_n, select_majority
+from search_strategies.budget import Budget, BudgetLimits, MeteredPolicy, StopReason
+from search_strategies.protocols import Problem
+from search_strategies.results import Candidate
+from tests.fakes import ScriptedPolicy
+
+
+def candidate(answer: str | None, logprob: float) -> Candidate:
+    return Candidate(text=str(answer), answer=answer, mean_logprob=logprob,
+                     finish_reason="stop", num_tokens=3)
+
+
+def run(policy: ScriptedPolicy, limits: BudgetLimits = BudgetLimits(), **params):
+    budget = Budget(limits)
+    return asyncio.run(
+        best_of_n(Problem("q?"), BestOfNParams(**params), MeteredPolicy(policy, budget), budget)
+    )
+
+
+def test_majority_beats_likelihood() -> None:
+    pool = [candidate("7", -0.1), candidate("8", -2.0), candidate("8", -1.5)]
+    chosen = select_majority(pool)
+    assert chosen is pool[2]  # most likely member of the winning group
+    assert [c.score for c in pool] == [1 / 3, 2 / 3, 2 / 3]
+
+
+def test_tie_broken_by_mean_logprob_of_group() -> None:
+    pool = [candidate("1", -1.0), candidate("1", -1.0), candidate("2", -0.2), candidate("2", -0.4)]
+    assert select_majority(pool).answer == "2"
+
+
+def test_no_answers_falls_back_to_most_likely() -> None:
+    pool = [candidate(None, -1.0), candidate(None, -0.3)]
+    assert select_majority(pool) is pool[1]
+    assert select_majority([]) is None
+
+
+def test_all_samples_in_one_engine_call() -> None:
+    policy = ScriptedPolicy(["so \\boxed{4}", "it is 5", "\\boxed{4}!"])
+    result = run(policy, n=6, max_new_tokens=50)
+    assert len(policy.calls) == 1 and policy.calls[0][1].n == 6
+    assert result.answer == "4"
+    assert result.usage.engine_calls == 1
+    assert result.usage.generated_tokens == sum(c.num_tokens for c in result.candidates)
+    assert result.stopped_reason is StopReason.COMPLETED
+
+
+def test_deadline_returns_without_answer() -> None:
+    policy = ScriptedPolicy(["\\boxed{1}"], delay_s=5)
+    result = run(policy, BudgetLimits(time_limit_s=0.2), n=2)
+    assert result.stopped_reason is StopReason.DEADLINE
+    assert result.answer is None and result.usage.engine_calls == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 16),
+    max_new_tokens=st.integers(1, 80),
+    max_tokens=st.integers(1, 400),
+    length=st.integers(1, 100),
+)
+def test_generated_tokens_never_exceed_budget(
+    n: int, max_new_tokens: int, max_tokens: int, length: int
+) -> None:
+    policy = ScriptedPolicy(["x" * length])
+    result = run(policy, BudgetLimits(max_tokens=max_tokens), n=n, max_new_tokens=max_new_tokens)
+    assert result.usage.generated_tokens <= max_tokens
+    if max_tokens < n:  # not one token per sample affordable: no call at all
+        assert result.usage.engine_calls == 0
+        assert result.stopped_reason is StopReason.TOKEN_BUDGET
+    elif max_tokens // n < min(max_new_tokens, length):
+        assert result.stopped_reason is StopReason.TOKEN_BUDGET
+    else:
+        assert result.stopped_reason is StopReason.COMPLETED

@@ -1,0 +1,142 @@
+"""`/v1/solve`, `/health` and `/v1/models` over HTTP against the real engine."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import MAX_N, MAX_NEW_TOKENS
+
+QUESTION = "Sam has 3 bags with 4 marbles in each bag. How many marbles does Sam have?"
+
+
+def solve(client: httpx.Client, **body) -> httpx.Response:
+    return client.post("/v1/solve", json={"question": QUESTION, **body})
+
+
+def test_health_and_models(client: httpx.Client) -> None:
+    health = client.get("/health").json()
+    assert health["status"] == "ok"
+    assert health["model"] == "smollm2-135m-instruct"
+    models = client.get("/v1/models").json()
+    assert [m["id"] for m in models["data"]] == ["smollm2-135m-instruct"]
+
+
+def test_best_of_n_uses_one_engine_call_and_counts_every_token(client: httpx.Client) -> None:
+    response = solve(client, strategy="best_of_n", n=6, max_new_tokens=48, seed=7)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["candidates"]) == 6
+    assert body["usage"]["engine_calls"] == 1
+    assert body["usage"]["generated_tokens"] == sum(c["num_tokens"] for c in body["candidates"])
+    assert body["usage"]["prompt_tokens"] > 20
+    assert body["stopped_reason"] == "completed"
+    assert body["timing"]["total_s"] >= body["timing"]["search_s"] > 0
+    for candidate in body["candidates"]:
+        assert 1 <= candidate["num_tokens"] <= 48
+        assert candidate["finish_reason"] in {"stop", "length"}
+        assert candidate["mean_logprob"] < 0
+        assert 0 <= candidate["score"] <= 1
+    chosen = next(c for c in body["candidates"] if c["text"] == body["answer_text"])
+    assert chosen["answer"] == body["answer"]
+    if body["answer"] is not None:
+        # Majority vote: no other answer has more votes than the chosen one.
+        votes = [c["answer"] for c in body["candidates"]]
+        assert all(votes.count(body["answer"]) >= votes.count(a) for a in votes if a)
+
+
+def test_same_seed_same_answer(client: httpx.Client) -> None:
+    request = dict(strategy="best_of_n", n=4, max_new_tokens=40, seed=1234)
+    first, second = solve(client, **request).json(), solve(client, **request).json()
+    assert [c["text"] for c in first["candidates"]] == [c["text"] for c in second["candidates"]]
+    assert first["answer"] == second["answer"]
+    other = solve(client, **{**request, "seed": 4321}).json()
+    assert [c["text"] for c in other["candidates"]] != [c["text"] for c in first["candidates"]]
+
+
+def test_trace_lists_root_and_every_sample(client: httpx.Client) -> None:
+    body = solve(client, n=3, max_new_tokens=24, seed=3, return_trace=True).json()
+    trace = body["trace"]
+    assert len(trace) == 4 and trace[0]["parent"] is None
+    assert {node["parent"] for node in trace[1:]} == {0}
+    chosen = [node for node in trace[1:] if node["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["text"] == body["answer_text"]
+    assert sum(n["num_tokens"] for n in trace[1:]) == body["usage"]["generated_tokens"]
+
+
+def test_token_budget_caps_every_sample(client: httpx.Client) -> None:
+    body = solve(client, n=4, max_new_tokens=64, seed=5, budget={"max_tokens": 40}).json()
+    assert body["usage"]["generated_tokens"] <= 40
+    assert all(c["num_tokens"] <= 10 for c in body["candidates"])
+    assert body["stopped_reason"] == "token_budget"
+
+
+def test_deadline_stops_search_and_aborts_engine_requests(client: httpx.Client) -> None:
+    started = time.monotonic()
+    body = solve(
+        client, n=8, max_new_tokens=MAX_NEW_TOKENS, seed=9, budget={"time_limit_s": 1.5}
+    ).json()
+    assert time.monotonic() - started < 10
+    assert body["stopped_reason"] == "deadline"
+    assert body["answer"] is None and body["candidates"] == []
+    assert _engine_idle(client)
+
+
+def test_disconnect_cancels_engine_requests(ponder_server) -> None:
+    """A client that gives up must not leave its samples running in the engine."""
+    with httpx.Client(base_url=ponder_server.url, timeout=30) as watcher:
+        with httpx.Client(base_url=ponder_server.url, timeout=3) as impatient:
+            with pytest.raises(httpx.ReadTimeout):
+                impatient.post(
+                    "/v1/solve",
+                    json={"question": QUESTION, "n": 16, "max_new_tokens": MAX_NEW_TOKENS},
+                )
+            busy = watcher.get("/health").json()["running_requests"]
+        assert busy > 0, "the samples should still be running until the client leaves"
+        assert _engine_idle(watcher)
+
+
+def _engine_idle(client: httpx.Client, within_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if client.get("/health").json()["running_requests"] == 0:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param", "words"),
+    [
+        ({"question": ""}, 400, "question", "at least 1 character"),
+        ({"question": None}, 400, "question", "valid string"),
+        ({"question": "   "}, 400, "question", "must not be empty"),
+        ({"n": 0}, 400, "n", "greater than or equal to 1"),
+        ({"n": MAX_N + 1}, 400, "n", f"max_n={MAX_N}"),
+        ({"strategy": "telepathy"}, 400, "strategy", "unknown strategy 'telepathy'"),
+        ({"temperature": "hot"}, 400, "temperature", "valid number"),
+        ({"nn": 4}, 400, "nn", "unknown field"),
+        ({"max_new_tokens": MAX_NEW_TOKENS + 1}, 400, "max_new_tokens", "server maximum"),
+        ({"budget": {"max_tokens": 0}}, 400, "budget.max_tokens", "greater than or equal"),
+        ({"budget": {"time_limit_s": 10**6}}, 400, "budget.time_limit_s", "server maximum"),
+        ({"budget": {"tokens": 5}}, 400, "budget.tokens", "Extra inputs"),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_field(
+    client: httpx.Client, body: dict, status: int, param: str, words: str
+) -> None:
+    response = client.post("/v1/solve", json={"question": QUESTION, **body})
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error"
+    assert words in error["message"]
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b""])
+def test_malformed_body_is_a_400(client: httpx.Client, raw: bytes) -> None:
+    response = client.post("/v1/solve", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"]
