@@ -14,7 +14,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from search_strategies.answers import extract_answer
 from search_strategies.budget import Budget, BudgetExhausted, MeteredPolicy, StopReason
-from search_strategies.params import StrategyParams, limits_from
+from search_strategies.params import StrategyParams, at_most_limit
 from search_strategies.protocols import Completion, Problem
 from search_strategies.results import Candidate, SearchResult, TraceNode
 
@@ -28,9 +28,7 @@ class BestOfNParams(StrategyParams):
     @field_validator("n")
     @classmethod
     def _within_n_limit(cls, value: int, info: ValidationInfo) -> int:
-        limit = limits_from(info).max_n
-        if value > limit:
-            raise ValueError(f"must be at most the server maximum max_n={limit}")
+        at_most_limit(value, info, "max_n")
         return value
 
 
@@ -57,7 +55,7 @@ def select_majority(candidates: list[Candidate]) -> Candidate | None:
     for candidate in candidates:
         if candidate.answer is not None:
             groups[candidate.answer].append(candidate)
-    for answer, members in groups.items():
+    for members in groups.values():
         for member in members:
             member.score = len(members) / len(candidates)
     if not groups:

@@ -30,6 +30,13 @@ def limits_from(info: ValidationInfo) -> ServerLimits:
     return context.get("limits", ServerLimits())
 
 
+def at_most_limit(value: float | None, info: ValidationInfo, limit_name: str) -> None:
+    """Reject `value` above the server maximum `limit_name`, naming that limit."""
+    limit = getattr(limits_from(info), limit_name)
+    if value is not None and value > limit:
+        raise ValueError(f"must be at most the server maximum {limit_name}={limit}")
+
+
 class StrategyParams(BaseModel):
     """Sampling fields every strategy accepts."""
 
@@ -47,9 +54,7 @@ class StrategyParams(BaseModel):
     @field_validator("max_new_tokens")
     @classmethod
     def _within_new_token_limit(cls, value: int, info: ValidationInfo) -> int:
-        limit = limits_from(info).max_new_tokens
-        if value > limit:
-            raise ValueError(f"must be at most the server maximum max_new_tokens={limit}")
+        at_most_limit(value, info, "max_new_tokens")
         return value
 
     def sampling(self, n: int, max_tokens: int) -> SamplingConfig:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from search_strategies.params import limits_from
+from search_strategies.params import at_most_limit
 
 
 class BudgetRequest(BaseModel):
@@ -29,17 +29,13 @@ class BudgetRequest(BaseModel):
     @field_validator("max_tokens")
     @classmethod
     def _max_tokens_limit(cls, value: int | None, info: ValidationInfo) -> int | None:
-        limit = limits_from(info).max_tokens
-        if value is not None and value > limit:
-            raise ValueError(f"must be at most the server maximum max_tokens={limit}")
+        at_most_limit(value, info, "max_tokens")
         return value
 
     @field_validator("time_limit_s")
     @classmethod
     def _time_limit(cls, value: float | None, info: ValidationInfo) -> float | None:
-        limit = limits_from(info).max_time_limit_s
-        if value is not None and value > limit:
-            raise ValueError(f"must be at most the server maximum max_time_limit_s={limit}")
+        at_most_limit(value, info, "max_time_limit_s")
         return value
 
 

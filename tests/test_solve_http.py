@@ -140,3 +140,12 @@ def test_malformed_body_is_a_400(client: httpx.Client, raw: bytes) -> None:
     response = client.post("/v1/solve", content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 400
     assert response.json()["error"]["message"]
+
+
+def test_unknown_route_and_method_answer_in_error_format(client: httpx.Client) -> None:
+    missing = client.get("/v1/nothing")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["type"] == "not_found_error"
+    wrong_method = client.get("/v1/solve")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["message"]
