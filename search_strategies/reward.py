@@ -1,0 +1,115 @@
+"""The Reward interface the search strategies consume, and the checks around it.
+
+A reward model scores every step of every candidate solution. Strategies only ever
+see numbers in [0, 1]; `validate_scores` is the one gate a backend's raw output goes
+through, so a PRM that returns NaN or the wrong shape fails loudly with its name on
+the error instead of silently steering a search. Like `protocols.py`, this module
+imports neither FastAPI nor vLLM.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Literal, Protocol, Sequence, get_args, runtime_checkable
+
+Aggregation = Literal["last", "min", "prod", "mean"]
+AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
+
+
+@runtime_checkable
+class RewardModel(Protocol):
+    """Scores the steps of candidate solutions to one question.
+
+    One `score` call carries every candidate the strategy wants judged, so an
+    implementation can batch them into a single model call.
+    """
+
+    @property
+    def name(self) -> str:
+        """Backend name; it appears in errors, logs and usage reports."""
+        ...
+
+    async def score(
+        self, question: str, solutions: Sequence[Sequence[str]]
+    ) -> list[list[float]]:
+        """One score in [0, 1] per step of every solution, in the same shape."""
+        ...
+
+
+class RewardError(RuntimeError):
+    """A reward backend returned something a strategy must not act on."""
+
+
+def aggregate(step_scores: Sequence[float], how: Aggregation = "last") -> float:
+    """Collapse per-step scores into one solution score.
+
+    "last" trusts the PRM's judgement of the whole prefix (what PRMs are trained
+    for); "min" says a chain is as good as its weakest step; "prod" treats steps as
+    independent chances of being right; "mean" is the lenient average.
+    """
+    if how not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {how!r}; expected one of {AGGREGATIONS}")
+    if len(step_scores) == 0:
+        raise ValueError(
+            "cannot aggregate an empty list of step scores: a solution has no steps"
+        )
+    if how == "last":
+        return float(step_scores[-1])
+    if how == "min":
+        return float(min(step_scores))
+    if how == "prod":
+        return float(math.prod(step_scores))
+    return math.fsum(step_scores) / len(step_scores)
+
+
+def _as_score(value: object) -> float | None:
+    """`value` as a float when it is a finite real in [0, 1], else None."""
+    # bool is an int, but a backend returning True is a bug, not a score of 1.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    score = float(value)
+    if not math.isfinite(score) or not 0.0 <= score <= 1.0:
+        return None
+    return score
+
+
+def validate_scores(
+    scores: object, solutions: Sequence[Sequence[str]], backend: str
+) -> list[list[float]]:
+    """Check a backend's raw scores against the solutions it was asked to judge.
+
+    Returns fresh lists of plain floats. Raises `RewardError`, naming `backend` and
+    the offending solution and step, on a shape mismatch or a value that is not a
+    finite number in [0, 1].
+    """
+    if isinstance(scores, (str, bytes)) or not isinstance(scores, Sequence):
+        raise RewardError(
+            f"{backend}: expected a list of step-score lists, got {scores!r}"
+        )
+    if len(scores) != len(solutions):
+        raise RewardError(
+            f"{backend}: expected scores for {len(solutions)} solutions, got {len(scores)}"
+        )
+    checked: list[list[float]] = []
+    for i, (row, steps) in enumerate(zip(scores, solutions)):
+        if isinstance(row, (str, bytes)) or not isinstance(row, Sequence):
+            raise RewardError(
+                f"{backend}: solution {i}: expected a list of step scores, got {row!r}"
+            )
+        if len(row) != len(steps):
+            raise RewardError(
+                f"{backend}: solution {i}: expected {len(steps)} step scores, "
+                f"got {len(row)}"
+            )
+        out: list[float] = []
+        for j, value in enumerate(row):
+            score = _as_score(value)
+            if score is None:
+                raise RewardError(
+                    f"{backend}: solution {i}, step {j}: score {value!r} is not a finite "
+                    "number in [0, 1]"
+                )
+            out.append(score)
+        checked.append(out)
+    return checked
