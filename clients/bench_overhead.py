@@ -5,7 +5,12 @@ Best-of-16 through `POST /v1/solve` on a live `ponder serve`, against the same
 `AsyncLLM` built with the same engine arguments. Runs alternate so that machine
 noise hits both sides alike; medians are reported.
 
-    python clients/bench_overhead.py [--runs 5] [--n 16] [--max-new-tokens 64]
+    python clients/bench_overhead.py [--runs 5] [--n 16] [--max-new-tokens 64] [--direct-first]
+
+Both engines live on this machine at once; the order they start in decides how vLLM
+pins their threads, which shifted the ratio by a few percent here. `--direct-first`
+swaps the order; run both and compare. "Ponder layer" (HTTP wall minus the server's
+own search time) isolates what Ponder adds on top of its engine calls.
 """
 
 from __future__ import annotations
@@ -62,16 +67,21 @@ async def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--direct-first", action="store_true",
+                        help="start the in-process engine before the server")
     args = parser.parse_args()
 
     from vllm.inputs import TokensPrompt
     from vllm.v1.engine.async_llm import AsyncLLM
 
     model = prepare_embedded_model()
-    server = start_server(model, args.port)
-    engine = AsyncLLM.from_engine_args(
-        engine_args(EngineOptions(model=str(model), served_model_name="direct", **ENGINE))
-    )
+    options = EngineOptions(model=str(model), served_model_name="direct", **ENGINE)
+    if args.direct_first:
+        engine = AsyncLLM.from_engine_args(engine_args(options))
+        server = start_server(model, args.port)
+    else:
+        server = start_server(model, args.port)
+        engine = AsyncLLM.from_engine_args(engine_args(options))
     try:
         tokenizer = engine.get_tokenizer()
         text = tokenizer.apply_chat_template(
@@ -83,7 +93,7 @@ async def main() -> None:
         params = sampling_params(
             SamplingConfig(n=args.n, max_tokens=args.max_new_tokens, seed=args.seed)
         )
-        body = {"question": QUESTION, "n": args.n, "max_new_tokens": args.max_new_tokens,
+        request = {"question": QUESTION, "n": args.n, "max_new_tokens": args.max_new_tokens,
                 "seed": args.seed}
 
         async def direct() -> tuple[float, int]:
@@ -96,11 +106,14 @@ async def main() -> None:
 
         async def over_http() -> tuple[float, int]:
             started = time.perf_counter()
-            response = await http.post("/v1/solve", json=body)
+            response = await http.post("/v1/solve", json=request)
             response.raise_for_status()
-            return time.perf_counter() - started, response.json()["usage"]["generated_tokens"]
+            answer = response.json()
+            inside.append(answer["timing"]["search_s"])
+            return time.perf_counter() - started, answer["usage"]["generated_tokens"]
 
         times: dict[str, list[float]] = {"http": [], "direct": []}
+        inside: list[float] = []  # the server's own search time, engine calls included
         tokens = set()
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{args.port}", timeout=600) as http:
             await over_http()  # warm both sides once
@@ -114,9 +127,12 @@ async def main() -> None:
                     print(f"run {run} {label:6s} {seconds:7.2f} s  {generated} tokens", flush=True)
         http_median, direct_median = statistics.median(times["http"]), statistics.median(times["direct"])
         print(f"\nmodel {EMBEDDED_MODEL_NAME}, n={args.n}, max_new_tokens={args.max_new_tokens}, "
-              f"runs={args.runs}, tokens per run {sorted(tokens)}")
+              f"runs={args.runs}, direct_first={args.direct_first}, "
+              f"tokens per run {sorted(tokens)}")
         print(f"| path | median wall (s) |\n|---|---|\n| Ponder HTTP /v1/solve | "
               f"{http_median:.2f} |\n| direct AsyncLLM | {direct_median:.2f} |")
+        layer = statistics.median(w - s for w, s in zip(times["http"], inside[1:]))
+        print(f"Ponder layer (HTTP wall - server search time), median: {layer * 1000:.1f} ms")
         print(f"ratio http/direct = {http_median / direct_median:.3f} (target <= 1.05)")
     finally:
         engine.shutdown()

@@ -1,8 +1,12 @@
 """Best-of-N: sample N full solutions in one engine call and pick one.
 
-Selection is a majority vote over extracted final answers (self-consistency), ties
-broken by the answer group's mean token log-probability. Reward-weighted selection
-plugs in as another `selection` value once reward clients exist.
+Selections (Snell et al. 2024 compare them):
+- `majority`: vote over extracted final answers (self-consistency), ties broken by
+  the answer group's mean token log-probability; needs no reward model.
+- `weighted`: the answer whose solutions' rewards sum highest ("weighted best-of-N").
+- `max_reward`: the single solution with the highest reward.
+Rewards come from one batched reward call over every sample's steps, aggregated
+per solution (`last` step by default).
 """
 
 from __future__ import annotations
@@ -13,17 +17,34 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from search_strategies.answers import extract_answer
-from search_strategies.budget import Budget, BudgetExhausted, MeteredPolicy, StopReason
+from search_strategies.budget import (
+    Budget,
+    BudgetExhausted,
+    MeteredPolicy,
+    MeteredReward,
+    StopReason,
+)
 from search_strategies.params import StrategyParams, at_most_limit
 from search_strategies.protocols import Completion, Problem
 from search_strategies.results import Candidate, SearchResult, TraceNode
+from search_strategies.reward import Aggregation, aggregate
+from search_strategies.steps import split_steps
+
+Selection = Literal["majority", "weighted", "max_reward"]
 
 
 class BestOfNParams(StrategyParams):
     n: int = Field(4, ge=1, description="Number of solutions sampled in one engine call.")
-    selection: Literal["majority"] = Field(
+    selection: Selection = Field(
         "majority", description="How the answer is picked from the N samples."
     )
+    aggregation: Aggregation = Field(
+        "last", description="How step rewards combine into a solution's reward."
+    )
+
+    @property
+    def needs_reward(self) -> bool:
+        return self.selection != "majority"
 
     @field_validator("n")
     @classmethod
@@ -51,10 +72,7 @@ def select_majority(candidates: list[Candidate]) -> Candidate | None:
     """
     if not candidates:
         return None
-    groups: dict[str, list[Candidate]] = defaultdict(list)
-    for candidate in candidates:
-        if candidate.answer is not None:
-            groups[candidate.answer].append(candidate)
+    groups = _answer_groups(candidates)
     for members in groups.values():
         for member in members:
             member.score = len(members) / len(candidates)
@@ -68,10 +86,63 @@ def select_majority(candidates: list[Candidate]) -> Candidate | None:
     return max(winners, key=lambda c: c.mean_logprob)
 
 
+def select_by_reward(
+    candidates: list[Candidate], rewards: list[float], selection: Selection
+) -> Candidate | None:
+    """Set each candidate's score to its reward and pick by `selection`.
+
+    `weighted` sums rewards per distinct answer (answerless samples only win when no
+    sample has an answer); `max_reward` takes the best single sample. Ties go to the
+    higher mean log-probability.
+    """
+    for candidate, reward in zip(candidates, rewards, strict=True):
+        candidate.score = reward
+    if not candidates:
+        return None
+    groups = _answer_groups(candidates)
+    if selection == "max_reward" or not groups:
+        return _highest_reward(candidates)
+
+    def group_key(members: list[Candidate]) -> tuple[float, float]:
+        return sum(m.score for m in members), max(m.mean_logprob for m in members)
+
+    return _highest_reward(max(groups.values(), key=group_key))
+
+
+def _highest_reward(pool: list[Candidate]) -> Candidate:
+    return max(pool, key=lambda c: (c.score, c.mean_logprob))
+
+
+def _answer_groups(candidates: list[Candidate]) -> dict[str, list[Candidate]]:
+    groups: dict[str, list[Candidate]] = defaultdict(list)
+    for candidate in candidates:
+        if candidate.answer is not None:
+            groups[candidate.answer].append(candidate)
+    return groups
+
+
+async def _rewards(
+    problem: Problem, candidates: list[Candidate], reward: MeteredReward, how: Aggregation
+) -> list[float]:
+    """One batched reward call over every sample; a sample with no steps scores 0."""
+    steps = [split_steps(c.text) for c in candidates]
+    scored = [i for i, s in enumerate(steps) if s]
+    rewards = [0.0] * len(candidates)
+    if scored:
+        step_scores = await reward.score(problem.question, [steps[i] for i in scored])
+        for index, scores in zip(scored, step_scores):
+            rewards[index] = aggregate(scores, how)
+    return rewards
+
+
 async def best_of_n(
-    problem: Problem, params: BestOfNParams, policy: MeteredPolicy, budget: Budget
+    problem: Problem,
+    params: BestOfNParams,
+    policy: MeteredPolicy,
+    reward: MeteredReward | None,
+    budget: Budget,
 ) -> SearchResult:
-    """Sample `params.n` solutions in ONE engine call and select by majority vote."""
+    """Sample `params.n` solutions in ONE engine call, score them in one reward call."""
     prompt = await policy.encode_chat(problem.messages())
     per_sample = budget.tokens_per_sample(params.n, params.max_new_tokens)
     if per_sample == 0:
@@ -82,10 +153,23 @@ async def best_of_n(
         return _empty_result(budget, exhausted.reason)
 
     candidates = [to_candidate(c) for c in generation.completions]
-    chosen = select_majority(candidates)
+    stopped_early: StopReason | None = None
+    if params.needs_reward:
+        if reward is None:
+            raise ValueError(f"selection {params.selection!r} needs a reward model")
+        try:
+            rewards = await _rewards(problem, candidates, reward, params.aggregation)
+            chosen = select_by_reward(candidates, rewards, params.selection)
+        except BudgetExhausted as exhausted:  # samples exist: fall back to voting
+            stopped_early = exhausted.reason
+            chosen = select_majority(candidates)
+    else:
+        chosen = select_majority(candidates)
     capped = per_sample < params.max_new_tokens
     truncated = any(c.finish_reason == "length" for c in candidates)
-    stopped = StopReason.TOKEN_BUDGET if capped and truncated else StopReason.COMPLETED
+    stopped = stopped_early or (
+        StopReason.TOKEN_BUDGET if capped and truncated else StopReason.COMPLETED
+    )
     trace = [TraceNode(id=0, parent=None, text="", num_tokens=generation.prompt_tokens)]
     trace += [
         TraceNode(

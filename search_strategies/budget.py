@@ -11,9 +11,12 @@ import asyncio
 import enum
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Awaitable, Callable, Sequence, TypeVar
 
 from search_strategies.protocols import ChatMessage, Generation, Policy, SamplingConfig
+from search_strategies.reward import RewardModel, validate_scores
+
+T = TypeVar("T")
 
 
 class StopReason(str, enum.Enum):
@@ -48,6 +51,8 @@ class Usage:
     generated_tokens: int = 0
     cached_prompt_tokens: int = 0
     engine_calls: int = 0
+    reward_calls: int = 0
+    scored_steps: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -104,6 +109,22 @@ class Budget:
             self.usage.generated_tokens += sum(c.num_tokens for c in generation.completions)
 
 
+async def within_budget(budget: Budget, call: Callable[[], Awaitable[T]]) -> T:
+    """Run `call()` if the budget allows, cancelled at the deadline.
+
+    Cancellation reaches the backend (vLLM aborts cancelled requests); whatever the
+    cancelled call had already spent is lost to the ledger.
+    """
+    reason = budget.exhausted()
+    if reason is not None:
+        raise BudgetExhausted(reason)
+    try:
+        async with asyncio.timeout(budget.remaining_time_s()):
+            return await call()
+    except TimeoutError:
+        raise BudgetExhausted(StopReason.DEADLINE) from None
+
+
 class MeteredPolicy:
     """A `Policy` view that enforces a `Budget` on every call and charges its usage."""
 
@@ -122,14 +143,28 @@ class MeteredPolicy:
         self, prompts: Sequence[Sequence[int]], params: SamplingConfig
     ) -> list[Generation]:
         """Generate within the deadline; raise `BudgetExhausted` when out of budget."""
-        reason = self.budget.exhausted()
-        if reason is not None:
-            raise BudgetExhausted(reason)
-        try:
-            async with asyncio.timeout(self.budget.remaining_time_s()):
-                generations = await self._policy.generate(prompts, params)
-        except TimeoutError:
-            # The cancelled engine call was aborted by the policy; its tokens are lost.
-            raise BudgetExhausted(StopReason.DEADLINE) from None
+        generations = await within_budget(
+            self.budget, lambda: self._policy.generate(prompts, params)
+        )
         self.budget.charge(generations)
         return generations
+
+
+class MeteredReward:
+    """A `RewardModel` view that validates every answer and charges the call."""
+
+    def __init__(self, reward: RewardModel, budget: Budget) -> None:
+        self._reward = reward
+        self.budget = budget
+
+    @property
+    def name(self) -> str:
+        return self._reward.name
+
+    async def score(
+        self, question: str, solutions: Sequence[Sequence[str]]
+    ) -> list[list[float]]:
+        raw = await within_budget(self.budget, lambda: self._reward.score(question, solutions))
+        self.budget.usage.reward_calls += 1
+        self.budget.usage.scored_steps += sum(len(steps) for steps in solutions)
+        return validate_scores(raw, solutions, self._reward.name)

@@ -57,6 +57,11 @@ class StrategyParams(BaseModel):
         at_most_limit(value, info, "max_new_tokens")
         return value
 
+    @property
+    def needs_reward(self) -> bool:
+        """Whether these parameters make the strategy call a reward model."""
+        return False
+
     def sampling(self, n: int, max_tokens: int) -> SamplingConfig:
         return SamplingConfig(
             n=n,

@@ -6,12 +6,15 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from search_strategies.best_of_n import BestOfNParams, best_of_n
-from search_strategies.budget import Budget, MeteredPolicy
+from search_strategies.budget import Budget, MeteredPolicy, MeteredReward
 from search_strategies.params import StrategyParams
 from search_strategies.protocols import Problem
 from search_strategies.results import SearchResult
 
-StrategyFn = Callable[[Problem, Any, MeteredPolicy, Budget], Awaitable[SearchResult]]
+#: (problem, params, policy, reward or None, budget) -> result
+StrategyFn = Callable[
+    [Problem, Any, MeteredPolicy, MeteredReward | None, Budget], Awaitable[SearchResult]
+]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import AsyncIterator, Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from reward_clients.registry import build_rewards
 from server.disconnect import ClientDisconnected, cancel_on_disconnect
 from server.errors import InvalidRequest, install_error_handlers
 from server.policy.errors import PolicyUnavailable
@@ -54,9 +55,10 @@ async def open_policy(settings: Settings) -> PolicyBackend:
 def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rewards = build_rewards(settings.reward)
         policy = await policy_factory(settings)
         app.state.service = SolveService(
-            policy, settings.limits, settings.default_system_prompt
+            policy, settings.limits, settings.default_system_prompt, rewards
         )
         log.info("policy %s ready", policy.model_name)
         try:

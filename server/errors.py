@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
+from search_strategies.reward import RewardError
 from server.policy.errors import PolicyUnavailable
 
 log = logging.getLogger(__name__)
@@ -78,10 +79,15 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=500,
         )
 
-    @app.exception_handler(PolicyUnavailable)
-    async def _unavailable(_: Request, error: PolicyUnavailable) -> JSONResponse:
-        log.error("policy unavailable: %s", error)
-        return JSONResponse(
-            error_body(str(error), "service_unavailable", None, "policy_unavailable"),
-            status_code=503,
+    async def _unavailable(_: Request, error: Exception) -> JSONResponse:
+        """A backend that cannot answer is the server's problem, not the client's."""
+        code = (
+            "policy_unavailable" if isinstance(error, PolicyUnavailable) else "reward_unavailable"
         )
+        log.error("%s: %s", code, error)
+        return JSONResponse(
+            error_body(str(error), "service_unavailable", None, code), status_code=503
+        )
+
+    app.add_exception_handler(PolicyUnavailable, _unavailable)
+    app.add_exception_handler(RewardError, _unavailable)

@@ -49,6 +49,9 @@ class SolveRequest(BaseModel):
         None, description="Overrides the server's default system prompt."
     )
     strategy: str = Field("best_of_n", description="Search strategy name.")
+    reward: str | None = Field(
+        None, description="Reward client for reward-guided selection (server default if unset)."
+    )
     budget: BudgetRequest = Field(default_factory=BudgetRequest)
     return_trace: bool = Field(False, description="Include the search tree.")
 
@@ -77,6 +80,8 @@ class UsageOut(BaseModel):
     generated_tokens: int
     cached_prompt_tokens: int
     engine_calls: int
+    reward_calls: int
+    scored_steps: int
 
 
 class TimingOut(BaseModel):
@@ -97,6 +102,7 @@ class SolveResponse(BaseModel):
     id: str
     model: str
     strategy: str
+    reward: str | None = Field(description="Reward client the search used, if any.")
     answer: str | None = Field(description="Extracted final answer of the chosen solution.")
     answer_text: str | None = Field(description="Full text of the chosen solution.")
     candidates: list[CandidateOut]

@@ -14,11 +14,12 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from search_strategies.budget import Budget, BudgetLimits, MeteredPolicy
-from search_strategies.params import ServerLimits
+from search_strategies.budget import Budget, BudgetLimits, MeteredPolicy, MeteredReward
+from search_strategies.params import ServerLimits, StrategyParams
 from search_strategies.protocols import Policy, Problem
 from search_strategies.registry import STRATEGIES
 from search_strategies.results import SearchResult
+from search_strategies.reward import RewardModel
 from server.errors import InvalidRequest
 from server.schemas import (
     CandidateOut,
@@ -44,11 +45,17 @@ class SolveService:
     """Runs searches for `/v1/solve` against one policy backend."""
 
     def __init__(
-        self, policy: PolicyBackend, limits: ServerLimits, default_system_prompt: str
+        self,
+        policy: PolicyBackend,
+        limits: ServerLimits,
+        default_system_prompt: str,
+        rewards: dict[str, RewardModel] | None = None,
     ) -> None:
         self.policy = policy
         self.limits = limits
         self.default_system_prompt = default_system_prompt
+        #: Configured reward clients; the first is the default.
+        self.rewards = dict(rewards or {})
 
     def parse(self, body: object) -> SolveRequest:
         """Validate a raw JSON body, checking every field against the server limits."""
@@ -75,6 +82,7 @@ class SolveService:
         except ValidationError as error:
             raise InvalidRequest.from_validation(error) from None
 
+        reward = self._reward_for(request, params)
         budget = Budget(
             BudgetLimits(
                 max_tokens=request.budget.max_tokens or self.limits.max_tokens,
@@ -86,21 +94,55 @@ class SolveService:
             system_prompt=request.system_prompt or self.default_system_prompt,
         )
         search_started = time.monotonic()
-        result = await spec.run(problem, params, MeteredPolicy(self.policy, budget), budget)
+        result = await spec.run(
+            problem,
+            params,
+            MeteredPolicy(self.policy, budget),
+            MeteredReward(reward, budget) if reward else None,
+            budget,
+        )
         finished = time.monotonic()
         return self._response(
             request,
+            reward.name if reward else None,
             result,
             TimingOut(total_s=finished - started, search_s=finished - search_started),
         )
 
+    def _reward_for(self, request: SolveRequest, params: StrategyParams) -> RewardModel | None:
+        """The reward client the search will call: the requested one, else the default.
+
+        A named reward is checked even when the parameters do not use it, so a typo
+        is a 400 rather than silently ignored.
+        """
+        if request.reward is not None and request.reward not in self.rewards:
+            configured = ", ".join(self.rewards) or "none (start the server with --reward)"
+            raise InvalidRequest(
+                f"reward: {request.reward!r} is not configured; configured: {configured}",
+                "reward",
+            )
+        if not params.needs_reward:
+            return None
+        if not self.rewards:
+            raise InvalidRequest(
+                "selection: this choice needs a reward model and the server has none; "
+                "start it with --reward arithmetic, or use selection=majority",
+                "selection",
+            )
+        return self.rewards[request.reward or next(iter(self.rewards))]
+
     def _response(
-        self, request: SolveRequest, result: SearchResult, timing: TimingOut
+        self,
+        request: SolveRequest,
+        reward_name: str | None,
+        result: SearchResult,
+        timing: TimingOut,
     ) -> SolveResponse:
         return SolveResponse(
             id=f"solve-{uuid.uuid4().hex}",
             model=self.policy.model_name,
             strategy=request.strategy,
+            reward=reward_name,
             answer=result.answer,
             answer_text=result.chosen.text if result.chosen else None,
             candidates=[

@@ -36,6 +36,7 @@ class Settings:
     dtype: str = "auto"
     tensor_parallel_size: int = 1
     remote_timeout_s: float = 300.0
+    reward: str = ""
     default_system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_n: int = 64
     max_new_tokens: int = 2048
@@ -78,6 +79,8 @@ _HELP = {
     "dtype": "model dtype; 'auto' picks float32 on CPUs without bf16 instructions",
     "tensor_parallel_size": "vLLM tensor parallel degree (GPUs)",
     "remote_timeout_s": "timeout for each call to a remote policy",
+    "reward": "reward clients requests may use, comma-separated (available: "
+    "arithmetic); the first is the default",
     "default_system_prompt": "system prompt used when a request gives none",
     "max_n": "server maximum for a request's n",
     "max_new_tokens": "server maximum for a request's max_new_tokens",

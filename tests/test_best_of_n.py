@@ -7,8 +7,22 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from search_strategies.best_of_n import BestOfNParams, best_of_n, select_majority
-from search_strategies.budget import Budget, BudgetLimits, MeteredPolicy, StopReason
+import pytest
+
+from search_strategies.best_of_n import (
+    BestOfNParams,
+    best_of_n,
+    select_by_reward,
+    select_majority,
+)
+from search_strategies.budget import (
+    Budget,
+    BudgetLimits,
+    MeteredPolicy,
+    MeteredReward,
+    StopReason,
+)
+from search_strategies.reward import RewardError
 from search_strategies.protocols import Problem
 from search_strategies.results import Candidate
 from tests.fakes import ScriptedPolicy
@@ -22,7 +36,9 @@ def candidate(answer: str | None, logprob: float) -> Candidate:
 def run(policy: ScriptedPolicy, limits: BudgetLimits = BudgetLimits(), **params):
     budget = Budget(limits)
     return asyncio.run(
-        best_of_n(Problem("q?"), BestOfNParams(**params), MeteredPolicy(policy, budget), budget)
+        best_of_n(
+            Problem("q?"), BestOfNParams(**params), MeteredPolicy(policy, budget), None, budget
+        )
     )
 
 
@@ -81,3 +97,55 @@ def test_generated_tokens_never_exceed_budget(
         assert result.stopped_reason is StopReason.TOKEN_BUDGET
     else:
         assert result.stopped_reason is StopReason.COMPLETED
+
+
+class PreferAnswer:
+    """A reward that likes every step of solutions mentioning `liked`."""
+
+    name = "prefers"
+
+    def __init__(self, liked: str) -> None:
+        self.liked = liked
+        self.calls: list[int] = []
+
+    async def score(self, question, solutions):
+        self.calls.append(len(solutions))
+        return [[0.9 if self.liked in "".join(s) else 0.1 for s in steps]
+                for steps in solutions]
+
+
+def run_with_reward(policy: ScriptedPolicy, reward, **params):
+    budget = Budget(BudgetLimits())
+    return asyncio.run(best_of_n(
+        Problem("q?"), BestOfNParams(**params), MeteredPolicy(policy, budget),
+        MeteredReward(reward, budget), budget,
+    ))
+
+
+def test_weighted_selection_follows_reward_not_majority() -> None:
+    texts = ["step\n\n\\boxed{7}", "step\n\n\\boxed{7}", "step\n\n\\boxed{9}"]
+    reward = PreferAnswer("9")
+    majority = run(ScriptedPolicy(texts), n=3)
+    weighted = run_with_reward(ScriptedPolicy(texts), reward, n=3, selection="weighted")
+    assert majority.answer == "7"
+    assert weighted.answer == "9"  # 0.9 beats 0.1 + 0.1
+    assert reward.calls == [3]  # all samples in one reward call
+    assert weighted.usage.reward_calls == 1 and weighted.usage.scored_steps == 6
+
+
+def test_weighted_sums_rewards_per_answer() -> None:
+    pool = [candidate("7", -1.0), candidate("7", -1.0), candidate("9", -0.1)]
+    assert select_by_reward(pool, [0.5, 0.5, 0.8], "weighted").answer == "7"
+    assert select_by_reward(pool, [0.5, 0.5, 0.8], "max_reward").answer == "9"
+    assert [c.score for c in pool] == [0.5, 0.5, 0.8]
+
+
+def test_bad_reward_output_is_an_error() -> None:
+    class Broken(PreferAnswer):
+        name = "broken"
+
+        async def score(self, question, solutions):
+            return [[float("nan")] for _ in solutions]
+
+    with pytest.raises(RewardError, match="broken"):
+        run_with_reward(ScriptedPolicy(["a\n\nb"]), Broken("x"), n=2, selection="max_reward")

@@ -52,6 +52,16 @@ def test_remote_policy_serves_best_of_n(remote_ponder: RunningServer, client) ->
     assert body["usage"]["prompt_tokens"] == local["usage"]["prompt_tokens"]
 
 
+def test_reward_selection_without_configured_reward_is_a_400(remote_ponder) -> None:
+    with httpx.Client(base_url=remote_ponder.url, timeout=60) as http:
+        response = http.post(
+            "/v1/solve", json={"question": "What is 1 + 1?", "selection": "weighted"}
+        )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "selection"
+    assert "--reward arithmetic" in response.json()["error"]["message"]
+
+
 def test_unreachable_remote_policy_is_a_503(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}/v1"
     server = start_server(

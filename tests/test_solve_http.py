@@ -56,6 +56,20 @@ def test_same_seed_same_answer(client: httpx.Client) -> None:
     assert [c["text"] for c in other["candidates"]] != [c["text"] for c in first["candidates"]]
 
 
+def test_weighted_selection_uses_one_batched_reward_call(client: httpx.Client) -> None:
+    body = solve(client, n=6, max_new_tokens=64, seed=21, selection="weighted").json()
+    assert body["reward"] == "arithmetic"
+    assert body["usage"]["reward_calls"] == 1 and body["usage"]["engine_calls"] == 1
+    assert body["usage"]["scored_steps"] >= 6
+    totals: dict[str, float] = {}
+    for candidate in body["candidates"]:
+        assert 0 <= candidate["score"] <= 1
+        if candidate["answer"] is not None:
+            totals[candidate["answer"]] = totals.get(candidate["answer"], 0) + candidate["score"]
+    if totals:
+        assert totals[body["answer"]] == max(totals.values())
+
+
 def test_trace_lists_root_and_every_sample(client: httpx.Client) -> None:
     body = solve(client, n=3, max_new_tokens=24, seed=3, return_trace=True).json()
     trace = body["trace"]
@@ -122,6 +136,8 @@ def _engine_idle(client: httpx.Client, within_s: float = 10.0) -> bool:
         ({"budget": {"max_tokens": 0}}, 400, "budget.max_tokens", "greater than or equal"),
         ({"budget": {"time_limit_s": 10**6}}, 400, "budget.time_limit_s", "server maximum"),
         ({"budget": {"tokens": 5}}, 400, "budget.tokens", "Extra inputs"),
+        ({"selection": "vibes"}, 400, "selection", "'majority', 'weighted' or 'max_reward'"),
+        ({"reward": "oracle"}, 400, "reward", "configured: arithmetic"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_field(
