@@ -41,7 +41,7 @@ class InvalidRequest(Exception):
             first_param = first_param or param
             message = item["msg"].removeprefix("Value error, ")
             if item["type"] == "extra_forbidden":
-                message = "unknown field for this strategy"
+                message = "unknown field"
             problems.append(f"{param}: {message}" if param else message)
         return cls("; ".join(problems) or "invalid request", first_param)
 
