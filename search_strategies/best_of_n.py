@@ -153,25 +153,48 @@ async def best_of_n(
         return _empty_result(budget, exhausted.reason)
 
     candidates = [to_candidate(c) for c in generation.completions]
-    stopped_early: StopReason | None = None
-    if params.needs_reward:
-        if reward is None:
-            raise ValueError(f"selection {params.selection!r} needs a reward model")
-        try:
-            rewards = await _rewards(problem, candidates, reward, params.aggregation)
-            chosen = select_by_reward(candidates, rewards, params.selection)
-        except BudgetExhausted as exhausted:  # samples exist: fall back to voting
-            stopped_early = exhausted.reason
-            chosen = select_majority(candidates)
-    else:
-        chosen = select_majority(candidates)
+    chosen, stopped_early = await _select(problem, params, candidates, reward)
     capped = per_sample < params.max_new_tokens
     truncated = any(c.finish_reason == "length" for c in candidates)
     stopped = stopped_early or (
         StopReason.TOKEN_BUDGET if capped and truncated else StopReason.COMPLETED
     )
-    trace = [TraceNode(id=0, parent=None, text="", num_tokens=generation.prompt_tokens)]
-    trace += [
+    return SearchResult(
+        answer=chosen.answer if chosen else None,
+        chosen=chosen,
+        candidates=candidates,
+        usage=budget.usage,
+        stopped_reason=stopped,
+        trace=_trace(generation.prompt_tokens, candidates, chosen),
+    )
+
+
+async def _select(
+    problem: Problem,
+    params: BestOfNParams,
+    candidates: list[Candidate],
+    reward: MeteredReward | None,
+) -> tuple[Candidate | None, StopReason | None]:
+    """The chosen candidate, and why the search stopped early if the reward ran out."""
+    if not params.needs_reward:
+        return select_majority(candidates), None
+    if reward is None:
+        raise ValueError(f"selection {params.selection!r} needs a reward model")
+    try:
+        rewards = await _rewards(problem, candidates, reward, params.aggregation)
+    except BudgetExhausted as exhausted:  # the samples exist: fall back to voting
+        return select_majority(candidates), exhausted.reason
+    return select_by_reward(candidates, rewards, params.selection), None
+
+
+def _trace(
+    prompt_tokens: int, candidates: list[Candidate], chosen: Candidate | None
+) -> list[TraceNode]:
+    """Root (the prompt) and one leaf per sample; the chosen path is marked."""
+    root = TraceNode(
+        id=0, parent=None, text="", num_tokens=prompt_tokens, chosen=chosen is not None
+    )
+    return [root] + [
         TraceNode(
             id=index + 1,
             parent=0,
@@ -182,16 +205,6 @@ async def best_of_n(
         )
         for index, c in enumerate(candidates)
     ]
-    if chosen is not None:
-        trace[0].chosen = True
-    return SearchResult(
-        answer=chosen.answer if chosen else None,
-        chosen=chosen,
-        candidates=candidates,
-        usage=budget.usage,
-        stopped_reason=stopped,
-        trace=trace,
-    )
 
 
 def _empty_result(budget: Budget, reason: StopReason) -> SearchResult:
