@@ -32,6 +32,8 @@ class SamplingConfig:
     stop: tuple[str, ...] = ()
     #: Keep the stop string in the text and ids, so a step can be appended verbatim.
     include_stop: bool = True
+    #: Also return this many most likely tokens at each position (judges read them).
+    top_logprobs: int = 0
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,9 @@ class Completion:
     logprobs: tuple[float, ...]
     #: "stop" (EOS or a stop string), "length" (hit max_tokens) or "abort".
     finish_reason: str
+    #: Per position, the most likely tokens (as text) and their log-probabilities;
+    #: empty unless `SamplingConfig.top_logprobs` asked for them.
+    top_logprobs: tuple[dict[str, float], ...] = ()
 
     @property
     def num_tokens(self) -> int:

@@ -55,10 +55,12 @@ async def open_policy(settings: Settings) -> PolicyBackend:
 def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        rewards = build_rewards(settings.reward)
         policy = await policy_factory(settings)
         app.state.service = SolveService(
-            policy, settings.limits, settings.default_system_prompt, rewards
+            policy,
+            settings.limits,
+            settings.default_system_prompt,
+            build_rewards(settings.reward, policy),
         )
         log.info("policy %s ready", policy.model_name)
         try:

@@ -15,11 +15,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     from server.app import create_app
 
-    from reward_clients.registry import build_rewards
+    from reward_clients.registry import reward_names
 
     try:
         settings = settings_from(args)
-        build_rewards(settings.reward)  # fail here, before the engine starts
+        reward_names(settings.reward)  # fail here, before the engine starts
     except ValueError as error:
         print(f"ponder serve: invalid setting: {error}", file=sys.stderr)
         return 2

@@ -80,7 +80,7 @@ _HELP = {
     "tensor_parallel_size": "vLLM tensor parallel degree (GPUs)",
     "remote_timeout_s": "timeout for each call to a remote policy",
     "reward": "reward clients requests may use, comma-separated (available: "
-    "arithmetic); the first is the default",
+    "arithmetic, self-judge); the first is the default",
     "default_system_prompt": "system prompt used when a request gives none",
     "max_n": "server maximum for a request's n",
     "max_new_tokens": "server maximum for a request's max_new_tokens",

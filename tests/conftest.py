@@ -35,7 +35,7 @@ def ponder_server(
     server = start_server(
         ponder_command(
             "--policy", str(embedded_model), "--served-model-name", "smollm2-135m-instruct",
-            "--block-size", "32", "--max-n", str(MAX_N), "--reward", "arithmetic",
+            "--block-size", "32", "--max-n", str(MAX_N), "--reward", "arithmetic,self-judge",
             "--max-new-tokens", str(MAX_NEW_TOKENS), *ENGINE_FLAGS,
         ),
         log,

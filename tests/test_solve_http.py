@@ -72,6 +72,19 @@ def test_weighted_selection_uses_one_batched_reward_call(client: httpx.Client) -
         assert totals[body["answer"]] == max(totals.values())
 
 
+def test_self_judge_scores_every_step_in_one_engine_call(client: httpx.Client) -> None:
+    request = dict(n=3, max_new_tokens=48, seed=5, selection="max_reward", reward="self-judge")
+    first, second = solve(client, **request).json(), solve(client, **request).json()
+    assert first["reward"] == "self-judge"
+    # One engine call samples, one more (the judge) scores all steps of all samples.
+    assert first["usage"]["reward_calls"] == 1
+    assert first["usage"]["scored_steps"] >= 3
+    scores = [c["score"] for c in first["candidates"]]
+    assert all(0 <= s <= 1 for s in scores)
+    assert scores == [c["score"] for c in second["candidates"]]  # deterministic judge
+    assert first["answer_text"] == max(first["candidates"], key=lambda c: c["score"])["text"]
+
+
 def test_trace_lists_root_and_every_sample(client: httpx.Client) -> None:
     body = solve(client, n=3, max_new_tokens=24, seed=3, return_trace=True).json()
     trace = body["trace"]

@@ -69,7 +69,7 @@ class RemotePolicy:
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
-            "logprobs": 0,
+            "logprobs": params.top_logprobs,
             "return_token_ids": True,
             "include_stop_str_in_output": params.include_stop,
         }
@@ -93,7 +93,7 @@ class RemotePolicy:
             generations.append(
                 Generation(
                     prompt_tokens=len(prompt),
-                    completions=tuple(_completion(c) for c in mine),
+                    completions=tuple(_completion(c, params.top_logprobs > 0) for c in mine),
                     # The server reports cache hits for the whole call only.
                     cached_prompt_tokens=cached if index == 0 else 0,
                 )
@@ -126,16 +126,19 @@ class RemotePolicy:
         return response.json() if expect_json else None
 
 
-def _completion(choice: dict[str, Any]) -> Completion:
+def _completion(choice: dict[str, Any], with_top_logprobs: bool) -> Completion:
     token_ids = choice.get("token_ids")
     if token_ids is None:
         raise PolicyUnavailable(
             "remote policy returned no token_ids; it must support return_token_ids (vLLM)"
         )
-    logprobs = (choice.get("logprobs") or {}).get("token_logprobs") or []
+    logprobs = choice.get("logprobs") or {}
     return Completion(
         token_ids=tuple(token_ids),
         text=choice["text"],
-        logprobs=tuple(float(x) for x in logprobs),
+        logprobs=tuple(float(x) for x in logprobs.get("token_logprobs") or []),
         finish_reason=choice.get("finish_reason") or "abort",
+        top_logprobs=tuple(dict(top or {}) for top in logprobs.get("top_logprobs") or [])
+        if with_top_logprobs
+        else (),
     )

@@ -96,6 +96,7 @@ class VLLMPolicy:
                 text=sample.text,
                 logprobs=_sampled_logprobs(sample.token_ids, sample.logprobs),
                 finish_reason=sample.finish_reason or "abort",
+                top_logprobs=_top_logprobs(sample.logprobs) if sampling.logprobs else (),
             )
             for sample in sorted(final.outputs, key=lambda s: s.index)
         )
@@ -166,7 +167,8 @@ def sampling_params(params: SamplingConfig) -> Any:
         seed=params.seed,
         stop=list(params.stop) or None,
         include_stop_str_in_output=params.include_stop,
-        logprobs=0,  # the sampled token's own logprob, no alternatives
+        # The sampled token's own logprob always; alternatives only when asked.
+        logprobs=params.top_logprobs,
         output_kind=RequestOutputKind.FINAL_ONLY,
     )
 
@@ -194,3 +196,12 @@ def _sampled_logprobs(token_ids: Sequence[int], logprobs: Any) -> tuple[float, .
     if not logprobs:
         return ()
     return tuple(position[token].logprob for token, position in zip(token_ids, logprobs))
+
+
+def _top_logprobs(logprobs: Any) -> tuple[dict[str, float], ...]:
+    if not logprobs:
+        return ()
+    return tuple(
+        {(entry.decoded_token or ""): entry.logprob for entry in position.values()}
+        for position in logprobs
+    )
