@@ -126,8 +126,9 @@ class VLLMPolicy:
     async def close(self) -> None:
         engine, self._engine = self._engine, None
         if engine is not None:
-            # Shut down now, while the interpreter is whole; dropping the last
-            # reference keeps AsyncLLM.__del__ from trying again during exit.
+            # Shut down now, while the interpreter is whole. (vLLM still holds a
+            # reference of its own, so AsyncLLM.__del__ runs again at exit and
+            # prints a harmless TypeError once the engine is already gone.)
             engine.shutdown()
 
 
