@@ -28,7 +28,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from search_strategies.protocols import ChatMessage, SamplingConfig  # noqa: E402
+from search_strategies.protocols import SamplingConfig  # noqa: E402
 from server.model_prep import EMBEDDED_MODEL_NAME, prepare_embedded_model  # noqa: E402
 from server.policy.vllm_engine import (  # noqa: E402
     EngineOptions,
