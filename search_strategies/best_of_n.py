@@ -153,6 +153,8 @@ async def best_of_n(
         return _empty_result(budget, exhausted.reason)
 
     candidates = [to_candidate(c) for c in generation.completions]
+    budget.usage.nodes += len(candidates)
+    budget.report_progress()
     chosen, stopped_early = await _select(problem, params, candidates, reward)
     capped = per_sample < params.max_new_tokens
     truncated = any(c.finish_reason == "length" for c in candidates)

@@ -24,6 +24,7 @@ class StopReason(str, enum.Enum):
 
     COMPLETED = "completed"
     TOKEN_BUDGET = "token_budget"
+    REWARD_BUDGET = "reward_budget"
     DEADLINE = "deadline"
 
 
@@ -40,6 +41,7 @@ class BudgetLimits:
     """What one request may spend. `None` means unlimited (the server caps it anyway)."""
 
     max_tokens: int | None = None
+    max_reward_calls: int | None = None
     time_limit_s: float | None = None
 
 
@@ -52,22 +54,54 @@ class Usage:
     cached_prompt_tokens: int = 0
     engine_calls: int = 0
     reward_calls: int = 0
+    #: Tokens the reward backend read (0 for backends that read none, e.g. verifiers).
+    reward_tokens: int = 0
     scored_steps: int = 0
+    #: Search-tree nodes created (steps or whole solutions); 0 before the first wave.
+    nodes: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot a strategy reports after each wave (streamed to clients)."""
+
+    wave: int
+    nodes: int
+    best_score: float | None
+    usage: Usage
+
+
+#: Receives progress reports; must not block (e.g. `asyncio.Queue.put_nowait`).
+ProgressSink = Callable[[Progress], None]
 
 
 class Budget:
     """Tracks spending against `BudgetLimits` for one request."""
 
     def __init__(
-        self, limits: BudgetLimits, clock: Callable[[], float] = time.monotonic
+        self,
+        limits: BudgetLimits,
+        clock: Callable[[], float] = time.monotonic,
+        on_progress: ProgressSink | None = None,
     ) -> None:
         self.limits = limits
         self.usage = Usage()
         self._clock = clock
         self._started = clock()
+        self._on_progress = on_progress
+        self._waves = 0
+
+    def report_progress(self, best_score: float | None = None) -> None:
+        """Tell the listener (if any) that a wave finished; called once per wave."""
+        self._waves += 1
+        if self._on_progress is not None:
+            snapshot = Usage(**self.usage.as_dict())
+            self._on_progress(
+                Progress(self._waves, self.usage.nodes, best_score, snapshot)
+            )
 
     def elapsed_s(self) -> float:
         return self._clock() - self._started
@@ -82,12 +116,25 @@ class Budget:
             return None
         return max(0.0, self.limits.time_limit_s - self.elapsed_s())
 
+    def remaining_reward_calls(self) -> int | None:
+        if self.limits.max_reward_calls is None:
+            return None
+        return max(0, self.limits.max_reward_calls - self.usage.reward_calls)
+
     def exhausted(self) -> StopReason | None:
-        """The reason no further call can be made, or None while there is budget."""
+        """The reason no further generation can be made, or None while there is budget."""
         if self.remaining_time_s() == 0.0:
             return StopReason.DEADLINE
         if self.remaining_tokens() == 0:
             return StopReason.TOKEN_BUDGET
+        return None
+
+    def reward_exhausted(self) -> StopReason | None:
+        """The reason no further reward call can be made, or None while allowed."""
+        if self.remaining_time_s() == 0.0:
+            return StopReason.DEADLINE
+        if self.remaining_reward_calls() == 0:
+            return StopReason.REWARD_BUDGET
         return None
 
     def tokens_per_sample(self, samples: int, wanted: int) -> int:
@@ -109,13 +156,18 @@ class Budget:
             self.usage.generated_tokens += sum(c.num_tokens for c in generation.completions)
 
 
-async def within_budget(budget: Budget, call: Callable[[], Awaitable[T]]) -> T:
-    """Run `call()` if the budget allows, cancelled at the deadline.
+async def within_budget(
+    budget: Budget,
+    call: Callable[[], Awaitable[T]],
+    exhausted: Callable[[], StopReason | None] | None = None,
+) -> T:
+    """Run `call()` if the budget allows (`exhausted`, default: generation budget),
+    cancelled at the deadline.
 
     Cancellation reaches the backend (vLLM aborts cancelled requests); whatever the
     cancelled call had already spent is lost to the ledger.
     """
-    reason = budget.exhausted()
+    reason = (exhausted or budget.exhausted)()
     if reason is not None:
         raise BudgetExhausted(reason)
     try:
@@ -164,7 +216,11 @@ class MeteredReward:
     async def score(
         self, question: str, solutions: Sequence[Sequence[str]]
     ) -> list[list[float]]:
-        raw = await within_budget(self.budget, lambda: self._reward.score(question, solutions))
+        raw = await within_budget(
+            self.budget,
+            lambda: self._reward.score(question, solutions),
+            self.budget.reward_exhausted,
+        )
         self.budget.usage.reward_calls += 1
         self.budget.usage.scored_steps += sum(len(steps) for steps in solutions)
         return validate_scores(raw, solutions, self._reward.name)

@@ -21,6 +21,7 @@ class ServerLimits:
     max_n: int = 64
     max_new_tokens: int = 2048
     max_tokens: int = 65536
+    max_reward_calls: int = 1024
     max_time_limit_s: float = 600.0
 
 

@@ -30,7 +30,11 @@ class TraceNode:
     text: str
     num_tokens: int
     chosen: bool = False
+    #: Reward of this node's step (or whole solution), when one was computed.
     score: float | None = None
+    #: MCTS statistics; None for strategies that do not keep them.
+    visits: int | None = None
+    value: float | None = None
 
 
 @dataclass

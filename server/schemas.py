@@ -22,9 +22,18 @@ class BudgetRequest(BaseModel):
     max_tokens: int | None = Field(
         None, ge=1, description="Generated tokens, all samples together."
     )
+    max_reward_calls: int | None = Field(
+        None, ge=1, description="Calls to the reward backend (each scores one wave)."
+    )
     time_limit_s: float | None = Field(
         None, gt=0, description="Wall time; the search stops and returns at the deadline."
     )
+
+    @field_validator("max_reward_calls")
+    @classmethod
+    def _reward_calls_limit(cls, value: int | None, info: ValidationInfo) -> int | None:
+        at_most_limit(value, info, "max_reward_calls")
+        return value
 
     @field_validator("max_tokens")
     @classmethod
@@ -81,7 +90,9 @@ class UsageOut(BaseModel):
     cached_prompt_tokens: int
     engine_calls: int
     reward_calls: int
+    reward_tokens: int
     scored_steps: int
+    nodes: int
 
 
 class TimingOut(BaseModel):
@@ -96,6 +107,8 @@ class TraceNodeOut(BaseModel):
     num_tokens: int
     chosen: bool
     score: float | None
+    visits: int | None = None
+    value: float | None = None
 
 
 class SolveResponse(BaseModel):
@@ -108,7 +121,7 @@ class SolveResponse(BaseModel):
     candidates: list[CandidateOut]
     usage: UsageOut
     timing: TimingOut
-    stopped_reason: Literal["completed", "token_budget", "deadline"]
+    stopped_reason: Literal["completed", "token_budget", "reward_budget", "deadline"]
     trace: list[TraceNodeOut] | None = None
 
 

@@ -86,6 +86,8 @@ class SolveService:
         budget = Budget(
             BudgetLimits(
                 max_tokens=request.budget.max_tokens or self.limits.max_tokens,
+                max_reward_calls=request.budget.max_reward_calls
+                or self.limits.max_reward_calls,
                 time_limit_s=request.budget.time_limit_s or self.limits.max_time_limit_s,
             )
         )

@@ -41,6 +41,7 @@ class Settings:
     max_n: int = 64
     max_new_tokens: int = 2048
     max_tokens: int = 65536
+    max_reward_calls: int = 1024
     max_time_limit_s: float = 600.0
     log_level: str = "info"
 
@@ -50,6 +51,7 @@ class Settings:
             max_n=self.max_n,
             max_new_tokens=self.max_new_tokens,
             max_tokens=self.max_tokens,
+            max_reward_calls=self.max_reward_calls,
             max_time_limit_s=self.max_time_limit_s,
         )
 
@@ -85,6 +87,7 @@ _HELP = {
     "max_n": "server maximum for a request's n",
     "max_new_tokens": "server maximum for a request's max_new_tokens",
     "max_tokens": "server maximum for a request's budget.max_tokens",
+    "max_reward_calls": "server maximum for a request's budget.max_reward_calls",
     "max_time_limit_s": "server maximum for a request's budget.time_limit_s",
     "log_level": "uvicorn and ponder log level",
 }
