@@ -5,7 +5,6 @@ Routes stay thin; the work happens in `SolveService`.
 
 from __future__ import annotations
 
-import json
 import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Awaitable, Callable
@@ -14,9 +13,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from reward_clients.registry import build_rewards
+from server.auth import ApiKeyMiddleware, load_api_keys
 from server.disconnect import ClientDisconnected, cancel_on_disconnect
-from server.errors import InvalidRequest, install_error_handlers
+from server.errors import install_error_handlers
+from server.limits import SearchSlots, read_json_body
+from server.metrics import PonderMetrics
+from server.openai_api import ChatAdapter, ChatLimits, model_ids
+from server.openai_api import router as openai_router
 from server.policy.errors import PolicyUnavailable
+from server.request_log import RequestLogMiddleware, configure_access_log, note_search
 from server.schemas import HealthResponse, ModelCard, ModelList, SolveRequest, SolveResponse
 from server.service import PolicyBackend, SolveService
 from server.settings import Settings
@@ -53,6 +58,11 @@ async def open_policy(settings: Settings) -> PolicyBackend:
 
 
 def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) -> FastAPI:
+    metrics = PonderMetrics()
+    slots = SearchSlots(settings.max_concurrent_searches, settings.max_queued_searches)
+    metrics.watch_slots(slots)
+    api_keys = load_api_keys(settings.api_key, settings.api_key_file)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         policy = await policy_factory(settings)
@@ -61,6 +71,10 @@ def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) 
             settings.limits,
             settings.default_system_prompt,
             build_rewards(settings.reward, policy),
+            observers=(metrics.observe_search, note_search),
+        )
+        app.state.chat = ChatAdapter(
+            app.state.service, ChatLimits(settings.max_messages, settings.max_choices)
         )
         log.info("policy %s ready", policy.model_name)
         try:
@@ -70,7 +84,15 @@ def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) 
             await policy.close()
 
     app = FastAPI(title="Ponder", summary="Inference-time search server", lifespan=lifespan)
+    app.state.slots = slots
+    app.state.max_body_bytes = settings.max_body_bytes
     install_error_handlers(app)
+    app.include_router(openai_router)
+    if api_keys:
+        open_paths = {"/health"} if settings.metrics_require_key else {"/health", "/metrics"}
+        app.add_middleware(ApiKeyMiddleware, keys=api_keys, open_paths=open_paths)
+    app.add_middleware(RequestLogMiddleware, metrics=metrics)  # outermost: logs 401s too
+    configure_access_log()
 
     def service(request: Request) -> SolveService:
         return request.app.state.service
@@ -90,7 +112,14 @@ def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) 
 
     @app.get("/v1/models", response_model=ModelList)
     async def models(request: Request) -> ModelList:
-        return ModelList(data=[ModelCard(id=service(request).policy.model_name)])
+        """Plain sampling and one id per registered strategy (`<model>@<strategy>`)."""
+        names = model_ids(service(request).policy.model_name)
+        return ModelList(data=[ModelCard(id=name) for name in names])
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.post(
         "/v1/solve",
@@ -104,13 +133,14 @@ def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) 
     )
     async def solve(request: Request) -> Response:
         solver = service(request)
+        parsed = solver.parse(await read_json_body(request, settings.max_body_bytes))
+
+        async def in_slot() -> SolveResponse:
+            async with slots.hold():
+                return await solver.solve(parsed)
+
         try:
-            body = json.loads(await request.body())
-        except ValueError:
-            raise InvalidRequest("request body is not valid JSON") from None
-        parsed = solver.parse(body)
-        try:
-            result = await cancel_on_disconnect(request, solver.solve(parsed))
+            result = await cancel_on_disconnect(request, in_slot())
         except ClientDisconnected:
             log.info("client disconnected; search cancelled")
             return Response(status_code=499)

@@ -31,6 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        access_log=False,  # Ponder writes its own JSON line per request (ponder.access)
         # In-flight searches get a few seconds, then are cancelled (engine aborts).
         timeout_graceful_shutdown=5,
     )

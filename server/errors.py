@@ -7,6 +7,7 @@ for OpenAI-compatible servers can read Ponder's errors too.
 from __future__ import annotations
 
 import logging
+from typing import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,13 +31,21 @@ class InvalidRequest(Exception):
 
     @classmethod
     def from_validation(
-        cls, error: ValidationError | RequestValidationError, prefix: str = ""
+        cls,
+        error: ValidationError | RequestValidationError,
+        prefix: str = "",
+        names: Mapping[str, str] | None = None,
     ) -> "InvalidRequest":
-        """One readable sentence per problem, naming the field (`n: must be ...`)."""
+        """One readable sentence per problem, naming the field (`n: must be ...`).
+
+        `names` renames a top-level field to what the client called it.
+        """
         problems = []
         first_param = None
         for item in error.errors():
             location = [str(part) for part in item["loc"] if part != "body"]
+            if location and names:
+                location[0] = names.get(location[0], location[0])
             param = prefix + ".".join(location) if location else None
             first_param = first_param or param
             message = item["msg"].removeprefix("Value error, ")
@@ -44,6 +53,23 @@ class InvalidRequest(Exception):
                 message = "unknown field"
             problems.append(f"{param}: {message}" if param else message)
         return cls("; ".join(problems) or "invalid request", first_param)
+
+
+class ServerBusy(Exception):
+    """Every search slot and queue place is taken; answered with 429 + Retry-After."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+class ModelNotFound(Exception):
+    """A model id the server does not serve; answered with 404 like OpenAI."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def error_body(message: str, kind: str, param: str | None, code: str | None) -> dict:
@@ -56,6 +82,21 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body(error.message, "invalid_request_error", error.param, "invalid_value"),
             status_code=400,
+        )
+
+    @app.exception_handler(ServerBusy)
+    async def _busy(_: Request, error: ServerBusy) -> JSONResponse:
+        return JSONResponse(
+            error_body(error.message, "rate_limit_error", None, "server_busy"),
+            status_code=429,
+            headers={"Retry-After": str(error.retry_after_s)},
+        )
+
+    @app.exception_handler(ModelNotFound)
+    async def _no_model(_: Request, error: ModelNotFound) -> JSONResponse:
+        return JSONResponse(
+            error_body(error.message, "invalid_request_error", "model", "model_not_found"),
+            status_code=404,
         )
 
     @app.exception_handler(RequestValidationError)

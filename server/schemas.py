@@ -48,20 +48,33 @@ class BudgetRequest(BaseModel):
         return value
 
 
-class SolveRequest(BaseModel):
-    """A question to answer by search; extra fields are the strategy's parameters."""
+class SearchOptions(BaseModel):
+    """How to search: strategy, reward, budget, and the strategy's own fields (extra).
+
+    `/v1/solve` takes these at the top level; `/v1/chat/completions` takes them in its
+    `search` extension object. One schema, validated the same way in both.
+    """
 
     model_config = ConfigDict(extra="allow")
+
+    strategy: str | None = Field(None, description="Search strategy name.")
+    reward: str | None = Field(
+        None, description="Reward client for reward-guided selection (server default if unset)."
+    )
+    budget: BudgetRequest = Field(default_factory=BudgetRequest)
+
+    def strategy_fields(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SolveRequest(SearchOptions):
+    """A question to answer by search; extra fields are the strategy's parameters."""
 
     question: str = Field(min_length=1, description="The problem to solve.")
     system_prompt: str | None = Field(
         None, description="Overrides the server's default system prompt."
     )
     strategy: str = Field("best_of_n", description="Search strategy name.")
-    reward: str | None = Field(
-        None, description="Reward client for reward-guided selection (server default if unset)."
-    )
-    budget: BudgetRequest = Field(default_factory=BudgetRequest)
     return_trace: bool = Field(False, description="Include the search tree.")
 
     @field_validator("question")
@@ -70,9 +83,6 @@ class SolveRequest(BaseModel):
         if not value.strip():
             raise ValueError("must not be empty")
         return value
-
-    def strategy_fields(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
 
 class CandidateOut(BaseModel):

@@ -1,8 +1,10 @@
 """Turns a validated solve request into a strategy run and its HTTP answer.
 
-This is the one place that wires a request to the domain core: it resolves the
-strategy, validates its parameters against the server limits, opens a budget, and
-meters the policy so every engine call is charged.
+This is the one place that wires a request to the domain core, for `/v1/solve` and
+the OpenAI chat route alike: `plan` resolves the strategy and reward and validates
+the parameters against the server limits; `run` opens a budget (with an optional
+progress sink for streaming), meters the policy so every engine call is charged, and
+tells the observers (metrics, request log) what the search spent.
 """
 
 from __future__ import annotations
@@ -10,19 +12,27 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from typing import Protocol
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from pydantic import ValidationError
 
-from search_strategies.budget import Budget, BudgetLimits, MeteredPolicy, MeteredReward
+from search_strategies.budget import (
+    Budget,
+    BudgetLimits,
+    MeteredPolicy,
+    MeteredReward,
+    ProgressSink,
+)
 from search_strategies.params import ServerLimits, StrategyParams
 from search_strategies.protocols import Policy, Problem
-from search_strategies.registry import STRATEGIES
+from search_strategies.registry import STRATEGIES, StrategySpec
 from search_strategies.results import SearchResult
 from search_strategies.reward import RewardModel
 from server.errors import InvalidRequest
 from server.schemas import (
     CandidateOut,
+    SearchOptions,
     SolveRequest,
     SolveResponse,
     TimingOut,
@@ -41,8 +51,35 @@ class PolicyBackend(Policy, Protocol):
     async def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class SearchPlan:
+    """A validated search, ready to run: what `/v1/solve` and chat both build."""
+
+    strategy: str
+    spec: StrategySpec
+    params: StrategyParams
+    reward: RewardModel | None
+    limits: BudgetLimits
+    problem: Problem
+
+
+@dataclass(frozen=True)
+class SearchRun:
+    """A finished search: its result plus what it was allowed and how long it took."""
+
+    strategy: str
+    reward: str | None
+    budget: dict[str, float | None]
+    result: SearchResult
+    search_s: float
+
+
+#: Called with every finished search (metrics, the request's log line).
+SearchObserver = Callable[[SearchRun], None]
+
+
 class SolveService:
-    """Runs searches for `/v1/solve` against one policy backend."""
+    """Plans and runs searches against one policy backend, for every route."""
 
     def __init__(
         self,
@@ -50,12 +87,14 @@ class SolveService:
         limits: ServerLimits,
         default_system_prompt: str,
         rewards: dict[str, RewardModel] | None = None,
+        observers: Sequence[SearchObserver] = (),
     ) -> None:
         self.policy = policy
         self.limits = limits
         self.default_system_prompt = default_system_prompt
         #: Configured reward clients; the first is the default.
         self.rewards = dict(rewards or {})
+        self.observers = tuple(observers)
 
     def parse(self, body: object) -> SolveRequest:
         """Validate a raw JSON body, checking every field against the server limits."""
@@ -68,59 +107,90 @@ class SolveService:
 
     async def solve(self, request: SolveRequest) -> SolveResponse:
         started = time.monotonic()
-        spec = STRATEGIES.get(request.strategy)
-        if spec is None:
-            names = ", ".join(sorted(STRATEGIES))
-            raise InvalidRequest(
-                f"strategy: unknown strategy {request.strategy!r}; choose one of {names}",
-                "strategy",
-            )
-        try:
-            params = spec.params_model.model_validate(
-                request.strategy_fields(), context={"limits": self.limits}
-            )
-        except ValidationError as error:
-            raise InvalidRequest.from_validation(error) from None
-
-        reward = self._reward_for(request, params)
-        budget = Budget(
-            BudgetLimits(
-                max_tokens=request.budget.max_tokens or self.limits.max_tokens,
-                max_reward_calls=request.budget.max_reward_calls
-                or self.limits.max_reward_calls,
-                time_limit_s=request.budget.time_limit_s or self.limits.max_time_limit_s,
-            )
-        )
         problem = Problem(
             question=request.question,
             system_prompt=request.system_prompt or self.default_system_prompt,
         )
-        search_started = time.monotonic()
-        result = await spec.run(
-            problem,
-            params,
-            MeteredPolicy(self.policy, budget),
-            MeteredReward(reward, budget) if reward else None,
-            budget,
-        )
-        finished = time.monotonic()
+        plan = self.plan(request.strategy, request.strategy_fields(), request, problem)
+        run = await self.run(plan)
         return self._response(
             request,
-            reward.name if reward else None,
-            result,
-            TimingOut(total_s=finished - started, search_s=finished - search_started),
+            run,
+            TimingOut(total_s=time.monotonic() - started, search_s=run.search_s),
         )
 
-    def _reward_for(self, request: SolveRequest, params: StrategyParams) -> RewardModel | None:
+    def plan(
+        self,
+        strategy: str,
+        fields: Mapping[str, Any],
+        options: SearchOptions,
+        problem: Problem,
+        param_names: Mapping[str, str] | None = None,
+    ) -> SearchPlan:
+        """Resolve the strategy and reward and validate `fields` against the limits.
+
+        `param_names` renames fields in error messages (chat calls `max_new_tokens`
+        `max_tokens`), so a 400 names the field as the client spelled it.
+        """
+        spec = STRATEGIES.get(strategy)
+        if spec is None:
+            names = ", ".join(sorted(STRATEGIES))
+            raise InvalidRequest(
+                f"strategy: unknown strategy {strategy!r}; choose one of {names}",
+                (param_names or {}).get("strategy", "strategy"),
+            )
+        try:
+            params = spec.params_model.model_validate(
+                dict(fields), context={"limits": self.limits}
+            )
+        except ValidationError as error:
+            raise InvalidRequest.from_validation(error, names=param_names) from None
+        budget = options.budget
+        return SearchPlan(
+            strategy=strategy,
+            spec=spec,
+            params=params,
+            reward=self._reward_for(options.reward, params),
+            limits=BudgetLimits(
+                max_tokens=budget.max_tokens or self.limits.max_tokens,
+                max_reward_calls=budget.max_reward_calls or self.limits.max_reward_calls,
+                time_limit_s=budget.time_limit_s or self.limits.max_time_limit_s,
+            ),
+            problem=problem,
+        )
+
+    async def run(self, plan: SearchPlan, on_progress: ProgressSink | None = None) -> SearchRun:
+        """Run one search under a fresh budget; `on_progress` hears of every wave."""
+        budget = Budget(plan.limits, on_progress=on_progress)
+        started = time.monotonic()
+        result = await plan.spec.run(
+            plan.problem,
+            plan.params,
+            MeteredPolicy(self.policy, budget),
+            MeteredReward(plan.reward, budget) if plan.reward else None,
+            budget,
+        )
+        run = SearchRun(
+            strategy=plan.strategy,
+            reward=plan.reward.name if plan.reward else None,
+            budget=asdict(plan.limits),
+            result=result,
+            search_s=time.monotonic() - started,
+        )
+        for observer in self.observers:
+            observer(run)
+        return run
+
+    def _reward_for(self, name: str | None, params: StrategyParams) -> RewardModel | None:
         """The reward client the search will call: the requested one, else the default.
 
         A named reward is checked even when the parameters do not use it, so a typo
         is a 400 rather than silently ignored.
         """
-        if request.reward is not None and request.reward not in self.rewards:
+        if name is not None and name not in self.rewards:
             configured = ", ".join(self.rewards) or "none (start the server with --reward)"
             raise InvalidRequest(
-                f"reward: {request.reward!r} is not configured; configured: {configured}",
+                f"reward: {name!r} is not configured; configured: {configured}",
                 "reward",
             )
         if not params.needs_reward:
@@ -131,20 +201,15 @@ class SolveService:
                 "start it with --reward arithmetic, or use selection=majority",
                 "selection",
             )
-        return self.rewards[request.reward or next(iter(self.rewards))]
+        return self.rewards[name or next(iter(self.rewards))]
 
-    def _response(
-        self,
-        request: SolveRequest,
-        reward_name: str | None,
-        result: SearchResult,
-        timing: TimingOut,
-    ) -> SolveResponse:
+    def _response(self, request: SolveRequest, run: SearchRun, timing: TimingOut) -> SolveResponse:
+        result = run.result
         return SolveResponse(
             id=f"solve-{uuid.uuid4().hex}",
             model=self.policy.model_name,
             strategy=request.strategy,
-            reward=reward_name,
+            reward=run.reward,
             answer=result.answer,
             answer_text=result.chosen.text if result.chosen else None,
             candidates=[

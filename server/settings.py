@@ -44,6 +44,15 @@ class Settings:
     max_reward_calls: int = 1024
     max_time_limit_s: float = 600.0
     log_level: str = "info"
+    # Production: keys, request limits, concurrency (see server/auth.py, server/limits.py).
+    api_key: tuple[str, ...] = ()
+    api_key_file: Path | None = None
+    metrics_require_key: bool = False
+    max_concurrent_searches: int = 32
+    max_queued_searches: int = 64
+    max_body_bytes: int = 1_000_000
+    max_messages: int = 256
+    max_choices: int = 8
 
     @property
     def limits(self) -> ServerLimits:
@@ -90,8 +99,19 @@ _HELP = {
     "max_reward_calls": "server maximum for a request's budget.max_reward_calls",
     "max_time_limit_s": "server maximum for a request's budget.time_limit_s",
     "log_level": "uvicorn and ponder log level",
+    "api_key": "accepted API key (repeat the flag for several; env: comma-separated); "
+    "with any key set, every route but /health (and /metrics, see below) needs "
+    "'Authorization: Bearer KEY'",
+    "api_key_file": "file with one accepted API key per line (added to --api-key)",
+    "metrics_require_key": "require an API key for /metrics too (default: open)",
+    "max_concurrent_searches": "searches run at once; more wait in a queue (0: no limit)",
+    "max_queued_searches": "searches that may wait for a slot; beyond that: 429",
+    "max_body_bytes": "server maximum for a request body's size",
+    "max_messages": "server maximum for a chat request's message count",
+    "max_choices": "server maximum for a chat request's n (independent searches)",
 }
 _ENV_NAMES = {"cache_dir": "PONDER_CACHE"}
+_BOOLEANS = {"enforce_eager", "metrics_require_key"}
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +120,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + spec.name.replace("_", "-")
         env_name = _ENV_NAMES.get(spec.name, "PONDER_" + spec.name.upper())
         help_text = f"{_HELP[spec.name]} [env {env_name}]"
-        if spec.name == "enforce_eager":
+        if spec.name == "api_key":
+            parser.add_argument(flag, action="append", default=None, help=help_text)
+        elif spec.name in _BOOLEANS:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction,
                                 default=None, help=help_text)
         else:
@@ -124,7 +146,12 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = Non
 
 
 def _coerce(name: str, raw: object, default_type: type) -> object:
-    if isinstance(raw, bool) or name == "enforce_eager":
+    if name == "api_key":  # repeated flag (a list) or a comma-separated variable
+        parts = raw if isinstance(raw, list) else str(raw).split(",")
+        return tuple(p.strip() for p in parts if p.strip())
+    if name == "api_key_file":
+        return Path(str(raw))
+    if isinstance(raw, bool) or name in _BOOLEANS:
         return raw if isinstance(raw, bool) else str(raw).lower() in {"1", "true", "yes"}
     if name == "block_size":
         return int(raw)  # type: ignore[arg-type]

@@ -1,0 +1,397 @@
+"""The OpenAI-compatible chat route: a chat request becomes searches, a result a completion.
+
+- Model ids pick the strategy: `<model>` is plain sampling (one sample: best-of-N
+  with n=1), `<model>@<strategy>` runs that registered strategy. The `search`
+  extension object (same schema as `/v1/solve`) overrides the model's default.
+- OpenAI's `n` asks for n choices; each choice is one independent search with its
+  own budget (they run concurrently, so the engine batches them), and `usage` sums
+  them all.
+- Turns stay turns: leading system/developer messages become the system prompt,
+  the last user message the question, everything between the history.
+- Streaming is real: `search_progress` chunks arrive while the search runs (one per
+  wave), then the chosen answer as content deltas, then `[DONE]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import uuid
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from starlette.types import Receive, Scope, Send
+
+from search_strategies.budget import Progress
+from search_strategies.protocols import ChatMessage, Problem
+from search_strategies.registry import STRATEGIES
+from search_strategies.results import Candidate
+from search_strategies.reward import RewardError
+from server.disconnect import ClientDisconnected, cancel_on_disconnect
+from server.errors import InvalidRequest, ModelNotFound, error_body
+from server.limits import SearchSlots, read_json_body
+from server.openai_schemas import (
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionRequest,
+    ChatMessageOut,
+    ChatUsage,
+    ChoiceSearch,
+    CompletionTokensDetails,
+    PromptTokensDetails,
+    SearchUsage,
+)
+from server.policy.errors import PolicyUnavailable
+from server.schemas import SearchOptions
+from server.service import SearchPlan, SearchRun, SolveService
+
+log = logging.getLogger(__name__)
+
+#: Plain sampling is best-of-N with one sample (no vote, no reward).
+PLAIN_STRATEGY = "best_of_n"
+PLAIN_FIELDS: dict[str, Any] = {"n": 1}
+_STRATEGY_SEPARATOR = "@"
+
+
+def model_ids(model_name: str) -> list[str]:
+    """What `/v1/models` lists: plain sampling, then one id per registered strategy."""
+    return [model_name] + [f"{model_name}{_STRATEGY_SEPARATOR}{s}" for s in STRATEGIES]
+
+
+def strategy_of_model(requested: str, model_name: str) -> str | None:
+    """The strategy a model id selects (None: plain sampling); 404 for unknown ids."""
+    base, _, strategy = requested.partition(_STRATEGY_SEPARATOR)
+    if base == model_name and (not strategy or strategy in STRATEGIES):
+        return strategy or None
+    raise ModelNotFound(
+        f"model {requested!r} does not exist; available: {', '.join(model_ids(model_name))}"
+    )
+
+
+@dataclass(frozen=True)
+class ChatLimits:
+    max_messages: int
+    max_choices: int
+
+
+@dataclass(frozen=True)
+class ChatJob:
+    """A parsed chat request and one planned search per choice."""
+
+    request: ChatCompletionRequest
+    plans: list[SearchPlan]
+    completion_id: str
+    created: int
+
+
+class ChatAdapter:
+    """Translates between OpenAI chat bodies and the solve service."""
+
+    def __init__(self, service: SolveService, limits: ChatLimits) -> None:
+        self.service = service
+        self.limits = limits
+
+    def prepare(self, body: object) -> ChatJob:
+        """Validate everything (schema, limits, model, strategy fields) before any work."""
+        if not isinstance(body, dict):
+            raise InvalidRequest("request body must be a JSON object")
+        try:
+            request = ChatCompletionRequest.model_validate(
+                body, context={"limits": self.service.limits}
+            )
+        except ValidationError as error:
+            raise InvalidRequest.from_validation(error) from None
+        if len(request.messages) > self.limits.max_messages:
+            raise InvalidRequest(
+                f"messages: {len(request.messages)} messages is more than the server "
+                f"maximum max_messages={self.limits.max_messages}",
+                "messages",
+            )
+        if request.n > self.limits.max_choices:
+            raise InvalidRequest(
+                f"n: must be at most the server maximum max_choices={self.limits.max_choices}",
+                "n",
+            )
+        model_strategy = strategy_of_model(request.model, self.service.policy.model_name)
+        problem = problem_from(request, self.service.default_system_prompt)
+        plans = [
+            self._plan(request, model_strategy, problem, choice)
+            for choice in range(request.n)
+        ]
+        return ChatJob(request, plans, f"chatcmpl-{uuid.uuid4().hex}", int(time.time()))
+
+    def _plan(
+        self,
+        request: ChatCompletionRequest,
+        model_strategy: str | None,
+        problem: Problem,
+        choice: int,
+    ) -> SearchPlan:
+        search = request.search or SearchOptions()
+        strategy = search.strategy or model_strategy or PLAIN_STRATEGY
+        plain = search.strategy is None and model_strategy is None
+        openai_fields = {
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "seed": request.seed,
+            "max_new_tokens": request.max_completion_tokens or request.max_tokens,
+        }
+        search_fields = search.strategy_fields()
+        fields = {
+            **(PLAIN_FIELDS if plain else {}),
+            **{k: v for k, v in openai_fields.items() if v is not None},
+            **search_fields,
+        }
+        if fields.get("seed") is not None:
+            fields["seed"] += choice  # n choices from one seed: reproducible yet distinct
+        names = {key: f"search.{key}" for key in search_fields}
+        names.setdefault(
+            "max_new_tokens",
+            "max_completion_tokens" if request.max_completion_tokens else "max_tokens",
+        )
+        names["strategy"] = "search.strategy"
+        return self.service.plan(strategy, fields, search, problem, names)
+
+    async def complete(self, job: ChatJob) -> ChatCompletion:
+        runs = await asyncio.gather(*(self.service.run(plan) for plan in job.plans))
+        return completion_body(job, list(runs))
+
+    async def stream(self, job: ChatJob) -> AsyncIterator[str]:
+        """SSE events: role, progress per wave, content deltas, finish, usage, [DONE]."""
+        events: asyncio.Queue[tuple[int, Progress] | None] = asyncio.Queue()
+        started = time.monotonic()
+        chunk = _ChunkWriter(job)
+        tasks = [
+            asyncio.create_task(
+                self.service.run(plan, lambda p, i=i: events.put_nowait((i, p)))
+            )
+            for i, plan in enumerate(job.plans)
+        ]
+        all_done = asyncio.ensure_future(asyncio.gather(*tasks))
+        all_done.add_done_callback(lambda _: events.put_nowait(None))
+        try:
+            for index in range(len(job.plans)):
+                yield chunk.delta(index, {"role": "assistant", "content": ""})
+            while (event := await events.get()) is not None:
+                index, progress = event
+                yield chunk.progress(index, progress, job.plans[index], time.monotonic() - started)
+            try:
+                runs = await all_done
+            except (PolicyUnavailable, RewardError) as error:
+                yield _sse(error_body(str(error), "service_unavailable", None, "backend_error"))
+                return
+            except Exception as error:  # the stream has begun: errors travel as events
+                log.exception("search failed mid-stream")
+                yield _sse(error_body(f"internal error: {type(error).__name__}",
+                                      "server_error", None, None))
+                return
+            answers = [choice_answer(run, job.request.stop_strings()) for run in runs]
+            for index, (text, _) in enumerate(answers):
+                for piece in content_pieces(text):
+                    yield chunk.delta(index, {"content": piece})
+            for index, (_, finish) in enumerate(answers):
+                yield chunk.delta(index, {}, finish)
+            options = job.request.stream_options
+            if options is not None and options.include_usage:
+                yield chunk.usage(usage_body(runs, answers))
+            yield "data: [DONE]\n\n"
+        finally:
+            for task in tasks:
+                task.cancel()  # a client that left cancels its searches (engine aborts)
+            await asyncio.gather(all_done, *tasks, return_exceptions=True)
+
+
+class _ChunkWriter:
+    """Formats `chat.completion.chunk` events for one job."""
+
+    def __init__(self, job: ChatJob) -> None:
+        self._base = {
+            "id": job.completion_id,
+            "object": "chat.completion.chunk",
+            "created": job.created,
+            "model": job.request.model,
+        }
+
+    def delta(self, index: int, delta: dict[str, Any], finish: str | None = None) -> str:
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return _sse({**self._base, "choices": [choice]})
+
+    def progress(self, index: int, progress: Progress, plan: SearchPlan, elapsed_s: float) -> str:
+        body = {
+            "choice": index,
+            "strategy": plan.strategy,
+            "wave": progress.wave,
+            "nodes": progress.nodes,
+            "best_score": progress.best_score,
+            "generated_tokens": progress.usage.generated_tokens,
+            "prompt_tokens": progress.usage.prompt_tokens,
+            "engine_calls": progress.usage.engine_calls,
+            "reward_calls": progress.usage.reward_calls,
+            "elapsed_s": round(elapsed_s, 3),
+            "budget": {
+                "max_tokens": plan.limits.max_tokens,
+                "max_reward_calls": plan.limits.max_reward_calls,
+                "time_limit_s": plan.limits.time_limit_s,
+            },
+        }
+        choice = {"index": index, "delta": {}, "logprobs": None, "finish_reason": None}
+        return _sse({**self._base, "choices": [choice], "search_progress": body})
+
+    def usage(self, usage: ChatUsage) -> str:
+        return _sse({**self._base, "choices": [], "usage": usage.model_dump()})
+
+
+def _sse(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+def problem_from(request: ChatCompletionRequest, default_system_prompt: str) -> Problem:
+    """Leading system turns → system prompt; last user turn → question; rest → history."""
+    messages = list(request.messages)
+    system: list[str] = []
+    while messages and messages[0].role in ("system", "developer"):
+        system.append(messages.pop(0).text())
+    if not messages or messages[-1].role != "user":
+        raise InvalidRequest("messages: the last message must have role 'user'", "messages")
+    question = messages[-1].text()
+    if not question.strip():
+        raise InvalidRequest("messages: the last user message is empty", "messages")
+    history = [
+        ChatMessage("system" if m.role == "developer" else m.role, m.text())
+        for m in messages[:-1]
+    ]
+    return Problem(
+        question=question,
+        system_prompt="\n\n".join(system) if system else default_system_prompt,
+        history=history,
+    )
+
+
+def choice_answer(run: SearchRun, stops: list[str]) -> tuple[str, str]:
+    """The chosen solution's text, cut at the first stop string, and its finish reason.
+
+    The search explores whole solutions; `stop` applies to the text returned, which
+    keeps strategies free to use their own stop strings for steps.
+    """
+    chosen: Candidate | None = run.result.chosen
+    if chosen is None:  # the budget ran out before any solution existed
+        return "", "length"
+    text, finish = chosen.text, "length" if chosen.finish_reason == "length" else "stop"
+    cuts = [text.find(stop) for stop in stops if stop in text]
+    if cuts:
+        return text[: min(cuts)], "stop"
+    return text, finish
+
+
+def content_pieces(text: str, size: int = 48) -> list[str]:
+    """The answer in word-aligned pieces of about `size` characters (joins back exactly)."""
+    pieces: list[str] = []
+    for word in re.split(r"(?<=\s)(?=\S)", text):
+        if pieces and len(pieces[-1]) + len(word) <= size:
+            pieces[-1] += word
+        elif word:
+            pieces.append(word)
+    return pieces
+
+
+def usage_body(runs: list[SearchRun], answers: list[tuple[str, str]]) -> ChatUsage:
+    """OpenAI usage summed over every choice's search, with the search ledger attached."""
+    total: dict[str, int] = {}
+    for run in runs:
+        for key, value in run.result.usage.as_dict().items():
+            total[key] = total.get(key, 0) + value
+    answer_tokens = sum(run.result.chosen.num_tokens for run in runs if run.result.chosen)
+    return ChatUsage(
+        prompt_tokens=total["prompt_tokens"],
+        completion_tokens=total["generated_tokens"],
+        total_tokens=total["prompt_tokens"] + total["generated_tokens"],
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=total["cached_prompt_tokens"]),
+        completion_tokens_details=CompletionTokensDetails(
+            reasoning_tokens=max(0, total["generated_tokens"] - answer_tokens)
+        ),
+        search=SearchUsage(
+            strategy=runs[0].strategy,
+            reward=runs[0].reward,
+            engine_calls=total["engine_calls"],
+            reward_calls=total["reward_calls"],
+            reward_tokens=total["reward_tokens"],
+            scored_steps=total["scored_steps"],
+            nodes=total["nodes"],
+            stopped_reason=[run.result.stopped_reason.value for run in runs],
+        ),
+    )
+
+
+def completion_body(job: ChatJob, runs: list[SearchRun]) -> ChatCompletion:
+    answers = [choice_answer(run, job.request.stop_strings()) for run in runs]
+    choices = [
+        ChatChoice(
+            index=index,
+            message=ChatMessageOut(content=text),
+            finish_reason=finish,  # type: ignore[arg-type]
+            search=ChoiceSearch(
+                answer=run.result.answer,
+                stopped_reason=run.result.stopped_reason.value,
+                candidates=len(run.result.candidates),
+            ),
+        )
+        for index, (run, (text, finish)) in enumerate(zip(runs, answers))
+    ]
+    return ChatCompletion(
+        id=job.completion_id,
+        created=job.created,
+        model=job.request.model,
+        choices=choices,
+        usage=usage_body(runs, answers),
+    )
+
+
+class _SlotStreamingResponse(StreamingResponse):
+    """A stream that gives its search slot back however the stream ends."""
+
+    def __init__(self, content: AsyncIterator[str], release: Callable[[], Awaitable[None]]):
+        super().__init__(content, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._release()
+
+
+router = APIRouter()
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletion)
+async def chat_completions(request: Request) -> Response:
+    """OpenAI chat completions, answered by search (see the module docstring)."""
+    state = request.app.state
+    adapter: ChatAdapter = state.chat
+    slots: SearchSlots = state.slots
+    job = adapter.prepare(await read_json_body(request, state.max_body_bytes))
+    if not job.request.stream:
+        async def in_slot() -> ChatCompletion:
+            async with slots.hold():
+                return await adapter.complete(job)
+
+        try:
+            completion = await cancel_on_disconnect(request, in_slot())
+        except ClientDisconnected:
+            log.info("client disconnected; chat search cancelled")
+            return Response(status_code=499)
+        return JSONResponse(completion.model_dump())
+    stack = AsyncExitStack()
+    try:
+        await cancel_on_disconnect(request, stack.enter_async_context(slots.hold()))
+    except ClientDisconnected:
+        return Response(status_code=499)
+    return _SlotStreamingResponse(adapter.stream(job), stack.aclose)
