@@ -1,0 +1,183 @@
+"""Production safety over HTTP: API keys, limits, the search queue (429), /metrics,
+request ids and JSON access logs, against one extra real server (module-scoped);
+plus backend failures (503) against the app with a failing stand-in policy.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import openai
+import pytest
+
+from server.settings import Settings
+from tests.inprocess import StandInBackend, serve_in_thread
+from tests.servers import ENGINE_FLAGS, RunningServer, ponder_command, start_server
+
+MODEL = "smollm2-135m-instruct"
+KEY_A, KEY_B = "key-a-" + "x" * 20, "key-b-from-file"
+MAX_BODY_BYTES = 4096
+SLOW = dict(max_tokens=256, extra_body={"search": {"n": 8, "budget": {"time_limit_s": 6}}})
+
+
+@pytest.fixture(scope="module")
+def keyed_server(embedded_model: Path, tmp_path_factory) -> Iterator[RunningServer]:
+    folder = tmp_path_factory.mktemp("keyed")
+    key_file = folder / "keys.txt"
+    key_file.write_text(f"# one key per line\n{KEY_B}\n")
+    server = start_server(
+        ponder_command(
+            "--policy", str(embedded_model), "--served-model-name", MODEL,
+            "--block-size", "32", "--api-key", KEY_A, "--api-key-file", str(key_file),
+            "--metrics-require-key", "--max-concurrent-searches", "1",
+            "--max-queued-searches", "1", "--max-body-bytes", str(MAX_BODY_BYTES),
+            "--max-messages", "4", "--max-choices", "2", *ENGINE_FLAGS,
+        ),
+        folder / "server.log",
+        "/health",
+    )
+    yield server
+    assert not server.stop(), "engine processes outlived the server"
+
+
+def sdk_for(server: RunningServer, key: str, timeout: float = 120) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0,
+                         timeout=timeout)
+
+
+def ask(client: openai.OpenAI, **kwargs):
+    kwargs.setdefault("messages", [{"role": "user", "content": "What is 3 * 4?"}])
+    kwargs.setdefault("max_tokens", 16)
+    return client.chat.completions.create(model=MODEL, **kwargs)
+
+
+def test_api_keys_guard_every_route_but_health(keyed_server: RunningServer) -> None:
+    for key in (KEY_A, KEY_B):  # a flag key and a file key both work
+        assert [m.id for m in sdk_for(keyed_server, key).models.list()][0] == MODEL
+    for key in ("wrong", KEY_A[:-1], KEY_A + "x"):
+        with pytest.raises(openai.AuthenticationError) as raised:
+            ask(sdk_for(keyed_server, key))
+        assert raised.value.body["code"] == "invalid_api_key"
+    bare = httpx.post(keyed_server.url + "/v1/solve", json={"question": "1+1?"})
+    assert bare.status_code == 401 and bare.headers["www-authenticate"] == "Bearer"
+    assert "missing API key" in bare.json()["error"]["message"]
+    assert httpx.get(keyed_server.url + "/health").status_code == 200
+    assert httpx.get(keyed_server.url + "/metrics").status_code == 401  # --metrics-require-key
+
+
+def test_request_limits_are_400s_naming_the_limit(keyed_server: RunningServer) -> None:
+    client = sdk_for(keyed_server, KEY_A)
+    with pytest.raises(openai.BadRequestError) as raised:
+        ask(client, messages=[{"role": "user", "content": "x" * MAX_BODY_BYTES}])
+    assert f"max_body_bytes={MAX_BODY_BYTES}" in raised.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as raised:
+        ask(client, messages=[{"role": "user", "content": "hi"}] * 5)
+    assert "max_messages=4" in raised.value.body["message"]
+    assert raised.value.body["param"] == "messages"
+    with pytest.raises(openai.BadRequestError) as raised:
+        ask(client, n=3)
+    assert "max_choices=2" in raised.value.body["message"]
+
+
+def test_full_queue_is_a_429_with_retry_after(keyed_server: RunningServer) -> None:
+    """One search runs, one waits; the third is refused at once, and nobody is lost."""
+    outcomes: dict[str, object] = {}
+
+    def slow(name: str) -> None:
+        try:
+            reply = ask(sdk_for(keyed_server, KEY_A), **SLOW)
+            outcomes[name] = reply.usage.model_extra["search"]["stopped_reason"]
+        except Exception as error:  # recorded and asserted below
+            outcomes[name] = error
+
+    running = threading.Thread(target=slow, args=("running",))
+    running.start()
+    with httpx.Client(base_url=keyed_server.url, timeout=30) as watcher:
+        assert _wait_for(lambda: watcher.get("/health").json()["running_requests"] > 0, 10)
+        queued = threading.Thread(target=slow, args=("queued",))
+        queued.start()
+        auth = {"Authorization": f"Bearer {KEY_A}"}
+        assert _wait_for(lambda: 'ponder_queue_depth 1.0' in
+                         watcher.get("/metrics", headers=auth).text, 10)
+        started = time.monotonic()
+        with pytest.raises(openai.RateLimitError) as raised:
+            ask(sdk_for(keyed_server, KEY_A))
+        assert time.monotonic() - started < 2, "a full queue must refuse at once"
+        assert int(raised.value.response.headers["retry-after"]) >= 1
+        assert raised.value.body["code"] == "server_busy"
+        assert "max_concurrent_searches=1" in raised.value.body["message"]
+        running.join(60)
+        queued.join(60)
+        assert outcomes == {"running": ["deadline"], "queued": ["deadline"]}, outcomes
+        scrape = watcher.get("/metrics", headers=auth).text
+    assert 'status="429"' in scrape
+    assert 'ponder_budget_exhaustions_total{reason="deadline",strategy="best_of_n"}' in scrape
+    assert _sample(scrape, 'ponder_tokens_total{kind="generated",strategy="best_of_n"}') > 0
+    assert _sample(scrape, "ponder_queue_depth") == 0
+
+
+def test_request_id_is_echoed_and_logged_as_one_json_line(
+    keyed_server: RunningServer,
+) -> None:
+    response = httpx.post(
+        keyed_server.url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {KEY_B}", "X-Request-ID": "trace-42"},
+        json={"model": MODEL, "max_tokens": 8, "seed": 1,
+              "messages": [{"role": "user", "content": "What is 3 * 4?"}]},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-request-id"] == "trace-42"
+    generated = httpx.get(keyed_server.url + "/health").headers["x-request-id"]
+    assert len(generated) == 32  # a fresh id when the client sends none
+    assert _wait_for(lambda: _log_line(keyed_server, "trace-42") is not None, 5)
+    line = _log_line(keyed_server, "trace-42")
+    assert line["path"] == "/v1/chat/completions" and line["status"] == 200
+    assert line["strategy"] == "best_of_n" and line["stopped_reason"] == ["completed"]
+    assert line["spent"]["generated_tokens"] == response.json()["usage"]["completion_tokens"]
+    assert line["budget"]["max_tokens"] > 0 and line["latency_s"] > 0
+
+
+def test_failing_backend_is_a_503_for_the_sdk_and_in_the_stream() -> None:
+    backend = StandInBackend(failing=True)
+    with serve_in_thread(Settings(), backend) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+        with pytest.raises(openai.InternalServerError) as raised:
+            client.chat.completions.create(
+                model="scripted", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert raised.value.status_code == 503
+        assert raised.value.body["code"] == "policy_unavailable"
+        stream = client.chat.completions.create(
+            model="scripted", stream=True, messages=[{"role": "user", "content": "hi"}]
+        )
+        with pytest.raises(openai.APIError, match="backend is down"):
+            list(stream)
+
+
+def _log_line(server: RunningServer, request_id: str) -> dict | None:
+    for raw in server.log_path.read_text(errors="replace").splitlines():
+        if raw.startswith("{") and f'"request_id":"{request_id}"' in raw:
+            return json.loads(raw)
+    return None
+
+
+def _sample(scrape: str, name: str) -> float:
+    for line in scrape.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def _wait_for(condition, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
