@@ -14,9 +14,9 @@ from fastapi.responses import JSONResponse, Response
 
 from reward_clients.registry import build_rewards
 from server.auth import ApiKeyMiddleware, load_api_keys
-from server.disconnect import ClientDisconnected, cancel_on_disconnect
+from server.disconnect import ClientDisconnected, client_closed_response
 from server.errors import install_error_handlers
-from server.limits import SearchSlots, read_json_body
+from server.limits import SearchSlots, read_json_body, run_in_slot
 from server.metrics import PonderMetrics
 from server.openai_api import ChatAdapter, ChatLimits, model_ids
 from server.openai_api import router as openai_router
@@ -135,15 +135,10 @@ def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) 
         solver = service(request)
         parsed = solver.parse(await read_json_body(request, settings.max_body_bytes))
 
-        async def in_slot() -> SolveResponse:
-            async with slots.hold():
-                return await solver.solve(parsed)
-
         try:
-            result = await cancel_on_disconnect(request, in_slot())
+            result = await run_in_slot(request, slots, lambda: solver.solve(parsed))
         except ClientDisconnected:
-            log.info("client disconnected; search cancelled")
-            return Response(status_code=499)
+            return client_closed_response()
         return JSONResponse(result.model_dump())
 
     return app

@@ -11,13 +11,24 @@ from __future__ import annotations
 import asyncio
 from typing import Awaitable, TypeVar
 
+import logging
+
 from starlette.requests import Request
+from starlette.responses import Response
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
 class ClientDisconnected(Exception):
     """The client closed the connection before the answer was ready."""
+
+
+def client_closed_response() -> Response:
+    """What a cancelled request "answers" (nobody reads it): nginx's 499, for logs/metrics."""
+    log.info("client disconnected; search cancelled")
+    return Response(status_code=499)
 
 
 async def _wait_for_disconnect(request: Request) -> None:

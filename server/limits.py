@@ -13,11 +13,14 @@ import math
 import time
 from collections import deque
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 from starlette.requests import Request
 
+from server.disconnect import cancel_on_disconnect
 from server.errors import InvalidRequest, ServerBusy
+
+T = TypeVar("T")
 
 
 async def read_json_body(request: Request, max_bytes: int) -> object:
@@ -114,3 +117,14 @@ class SearchSlots:
                 waiter.set_result(None)
                 return
         self.active -= 1
+
+
+async def run_in_slot(request: Request, slots: SearchSlots, work: Callable[[], Awaitable[T]]) -> T:
+    """Wait for a slot, then run `work()` in it; both are cancelled if the client leaves
+    (raising `ClientDisconnected`), so an abandoned request never reaches the engine."""
+
+    async def held() -> T:
+        async with slots.hold():
+            return await work()
+
+    return await cancel_on_disconnect(request, held())

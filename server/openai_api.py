@@ -34,9 +34,9 @@ from search_strategies.protocols import ChatMessage, Problem
 from search_strategies.registry import STRATEGIES
 from search_strategies.results import Candidate
 from search_strategies.reward import RewardError
-from server.disconnect import ClientDisconnected, cancel_on_disconnect
+from server.disconnect import ClientDisconnected, cancel_on_disconnect, client_closed_response
 from server.errors import InvalidRequest, ModelNotFound, error_body
-from server.limits import SearchSlots, read_json_body
+from server.limits import SearchSlots, read_json_body, run_in_slot
 from server.openai_schemas import (
     ChatChoice,
     ChatCompletion,
@@ -379,19 +379,16 @@ async def chat_completions(request: Request) -> Response:
     slots: SearchSlots = state.slots
     job = adapter.prepare(await read_json_body(request, state.max_body_bytes))
     if not job.request.stream:
-        async def in_slot() -> ChatCompletion:
-            async with slots.hold():
-                return await adapter.complete(job)
-
         try:
-            completion = await cancel_on_disconnect(request, in_slot())
+            completion = await run_in_slot(request, slots, lambda: adapter.complete(job))
         except ClientDisconnected:
-            log.info("client disconnected; chat search cancelled")
-            return Response(status_code=499)
+            return client_closed_response()
         return JSONResponse(completion.model_dump())
+    # The slot is taken before the stream starts (so a full queue is a plain 429)
+    # and given back by the response however the stream ends.
     stack = AsyncExitStack()
     try:
         await cancel_on_disconnect(request, stack.enter_async_context(slots.hold()))
     except ClientDisconnected:
-        return Response(status_code=499)
+        return client_closed_response()
     return _SlotStreamingResponse(adapter.stream(job), stack.aclose)

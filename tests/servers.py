@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import httpx
 import psutil
@@ -85,3 +86,13 @@ def start_server(
 
 def ponder_command(*flags: str) -> list[str]:
     return [sys.executable, "-m", "server.cli", "serve", "--port", "{port}", *flags]
+
+
+def wait_for(condition: Callable[[], bool], within_s: float) -> bool:
+    """Poll `condition` every 0.1 s; whether it held within `within_s`."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False

@@ -15,7 +15,7 @@ import pytest
 
 from search_strategies.registry import STRATEGIES
 from tests.conftest import MAX_N
-from tests.servers import RunningServer
+from tests.servers import RunningServer, wait_for
 
 MODEL = "smollm2-135m-instruct"
 QUESTION = "Sam has 3 bags with 4 marbles in each bag. How many marbles does Sam have?"
@@ -141,10 +141,10 @@ def test_closing_the_stream_cancels_the_search(
                  model=f"{MODEL}@best_of_n")
     with httpx.Client(base_url=ponder_server.url, timeout=30) as watcher:
         next(iter(stream))  # the role chunk: the search has started
-        assert _wait_for(lambda: _running(watcher) > 0, 5), "search should be running"
+        assert wait_for(lambda: _running(watcher) > 0, 5), "search should be running"
         stream.close()
         started = time.monotonic()
-        assert _wait_for(lambda: _running(watcher) == 0, 5), "engine still busy"
+        assert wait_for(lambda: _running(watcher) == 0, 5), "engine still busy"
         assert time.monotonic() - started < 5
 
 
@@ -154,7 +154,7 @@ def test_non_streaming_disconnect_cancels_the_search(ponder_server: RunningServe
     with pytest.raises(openai.APITimeoutError):
         ask(impatient, max_tokens=256, extra_body={"search": {"n": 16}})
     with httpx.Client(base_url=ponder_server.url, timeout=30) as watcher:
-        assert _wait_for(lambda: _running(watcher) == 0, 5)
+        assert wait_for(lambda: _running(watcher) == 0, 5)
 
 
 @pytest.mark.parametrize(
@@ -197,11 +197,3 @@ def test_unknown_fields_are_ignored_like_openai(sdk: openai.OpenAI) -> None:
 def _running(client: httpx.Client) -> int:
     return client.get("/health").json()["running_requests"]
 
-
-def _wait_for(condition, within_s: float) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False

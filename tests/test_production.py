@@ -17,7 +17,7 @@ import pytest
 
 from server.settings import Settings
 from tests.inprocess import StandInBackend, serve_in_thread
-from tests.servers import ENGINE_FLAGS, RunningServer, ponder_command, start_server
+from tests.servers import ENGINE_FLAGS, RunningServer, ponder_command, start_server, wait_for
 
 MODEL = "smollm2-135m-instruct"
 KEY_A, KEY_B = "key-a-" + "x" * 20, "key-b-from-file"
@@ -98,11 +98,11 @@ def test_full_queue_is_a_429_with_retry_after(keyed_server: RunningServer) -> No
     running = threading.Thread(target=slow, args=("running",))
     running.start()
     with httpx.Client(base_url=keyed_server.url, timeout=30) as watcher:
-        assert _wait_for(lambda: watcher.get("/health").json()["running_requests"] > 0, 10)
+        assert wait_for(lambda: watcher.get("/health").json()["running_requests"] > 0, 10)
         queued = threading.Thread(target=slow, args=("queued",))
         queued.start()
         auth = {"Authorization": f"Bearer {KEY_A}"}
-        assert _wait_for(lambda: 'ponder_queue_depth 1.0' in
+        assert wait_for(lambda: 'ponder_queue_depth 1.0' in
                          watcher.get("/metrics", headers=auth).text, 10)
         started = time.monotonic()
         with pytest.raises(openai.RateLimitError) as raised:
@@ -135,7 +135,7 @@ def test_request_id_is_echoed_and_logged_as_one_json_line(
     assert response.headers["x-request-id"] == "trace-42"
     generated = httpx.get(keyed_server.url + "/health").headers["x-request-id"]
     assert len(generated) == 32  # a fresh id when the client sends none
-    assert _wait_for(lambda: _log_line(keyed_server, "trace-42") is not None, 5)
+    assert wait_for(lambda: _log_line(keyed_server, "trace-42") is not None, 5)
     line = _log_line(keyed_server, "trace-42")
     assert line["path"] == "/v1/chat/completions" and line["status"] == 200
     assert line["strategy"] == "best_of_n" and line["stopped_reason"] == ["completed"]
@@ -173,11 +173,3 @@ def _sample(scrape: str, name: str) -> float:
             return float(line.split()[-1])
     raise AssertionError(f"{name} not in /metrics")
 
-
-def _wait_for(condition, within_s: float) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
