@@ -89,7 +89,8 @@ def test_each_registered_strategy_answers_within_its_budget(
 
 
 def test_search_extension_overrides_the_model_default(sdk: openai.OpenAI) -> None:
-    reply = ask(sdk, max_tokens=24, seed=2, extra_body={"search": {"strategy": "best_of_n", "n": 3}})
+    options = {"strategy": "best_of_n", "n": 3}
+    reply = ask(sdk, max_tokens=24, seed=2, extra_body={"search": options})
     search = reply.usage.model_extra["search"]
     assert search["nodes"] == 3 and search["engine_calls"] == 1
     assert reply.choices[0].model_extra["search"]["candidates"] == 3
@@ -124,7 +125,8 @@ def test_streaming_sends_progress_then_content_then_usage(sdk: openai.OpenAI) ->
     progress = next(c.model_extra["search_progress"] for c in chunks
                     if (c.model_extra or {}).get("search_progress"))
     assert progress["wave"] == 1 and progress["nodes"] == 3
-    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finish = [c.choices[0].finish_reason for c in chunks
+              if c.choices and c.choices[0].finish_reason]
     assert finish in (["stop"], ["length"])
     usage = chunks[-1].usage
     assert chunks[-1].choices == [] and usage is not None
