@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from search_strategies.reward import RewardError
-from server.policy.errors import PolicyUnavailable
+from server.policy.errors import PolicyRejected, PolicyUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,19 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body(error.message, "rate_limit_error", None, "server_busy"),
             status_code=429,
             headers={"Retry-After": str(error.retry_after_s)},
+        )
+
+    @app.exception_handler(PolicyRejected)
+    async def _rejected(_: Request, error: PolicyRejected) -> JSONResponse:
+        too_long = "maximum model length" in str(error)
+        return JSONResponse(
+            error_body(
+                f"the policy rejected the prompt: {error}",
+                "invalid_request_error",
+                "messages" if too_long else None,
+                "context_length_exceeded" if too_long else "invalid_prompt",
+            ),
+            status_code=400,
         )
 
     @app.exception_handler(ModelNotFound)

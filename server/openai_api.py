@@ -48,7 +48,7 @@ from server.openai_schemas import (
     PromptTokensDetails,
     SearchUsage,
 )
-from server.policy.errors import PolicyUnavailable
+from server.policy.errors import PolicyRejected, PolicyUnavailable
 from server.schemas import SearchOptions
 from server.service import SearchPlan, SearchRun, SolveService
 
@@ -186,6 +186,9 @@ class ChatAdapter:
                 runs = await all_done
             except (PolicyUnavailable, RewardError) as error:
                 yield _sse(error_body(str(error), "service_unavailable", None, "backend_error"))
+                return
+            except PolicyRejected as error:
+                yield _sse(error_body(str(error), "invalid_request_error", None, "invalid_prompt"))
                 return
             except Exception as error:  # the stream has begun: errors travel as events
                 log.exception("search failed mid-stream")

@@ -190,6 +190,14 @@ def test_errors_raise_the_sdk_exception_naming_the_field(
     assert words in body["message"], body
 
 
+def test_prompt_longer_than_the_context_is_a_400(sdk: openai.OpenAI) -> None:
+    long_question = "Count the marbles. " * 600  # ~3,000 tokens; the server's context is 2,048
+    with pytest.raises(openai.BadRequestError) as raised:
+        ask(sdk, messages=[{"role": "user", "content": long_question}])
+    assert raised.value.body["code"] == "context_length_exceeded"
+    assert "maximum model length" in raised.value.body["message"]
+
+
 def test_unknown_fields_are_ignored_like_openai(sdk: openai.OpenAI) -> None:
     reply = ask(sdk, max_tokens=8, seed=1, user="u-1",
                 extra_body={"logit_bias": {}, "some_future_field": 1})

@@ -1,5 +1,12 @@
-"""Errors a policy backend raises; the HTTP layer maps them to 503."""
+"""Errors a policy backend raises; the HTTP layer maps them to 503 (or 400 if rejected)."""
 
 
 class PolicyUnavailable(RuntimeError):
     """The policy backend cannot serve requests (not started, dead, unreachable)."""
+
+
+class PolicyRejected(ValueError):
+    """The backend refused a request as invalid (e.g. a prompt longer than its context).
+
+    The client can fix that, so it is a 400, not a 503 or a 500.
+    """

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from search_strategies.protocols import ChatMessage, Completion, Generation, SamplingConfig
-from server.policy.errors import PolicyUnavailable
+from server.policy.errors import PolicyRejected, PolicyUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,8 @@ class VLLMPolicy:
                 final = output
         except EngineDeadError as error:
             raise PolicyUnavailable(f"vLLM engine died: {error}") from error
+        except _client_errors() as error:  # e.g. the prompt is longer than the context
+            raise PolicyRejected(str(error)) from error
         if final is None:
             raise PolicyUnavailable("vLLM engine returned no output")
         completions = tuple(
@@ -130,6 +132,15 @@ class VLLMPolicy:
             # reference of its own, so AsyncLLM.__del__ runs again at exit and
             # prints a harmless TypeError once the engine is already gone.)
             engine.shutdown()
+
+
+def _client_errors() -> type[Exception]:
+    """vLLM's "your request is invalid" errors (older vLLMs raise plain ValueError)."""
+    try:
+        from vllm.exceptions import VLLMClientError
+    except ImportError:
+        return ValueError
+    return VLLMClientError
 
 
 def engine_args(options: EngineOptions) -> Any:
