@@ -117,8 +117,10 @@ def test_full_queue_is_a_429_with_retry_after(keyed_server: RunningServer) -> No
         scrape = watcher.get("/metrics", headers=auth).text
     assert 'status="429"' in scrape
     assert 'ponder_budget_exhaustions_total{reason="deadline",strategy="best_of_n"}' in scrape
-    assert _sample(scrape, 'ponder_tokens_total{kind="generated",strategy="best_of_n"}') > 0
+    searches = 'ponder_searches_total{stopped_reason="deadline",strategy="best_of_n"}'
+    assert _sample(scrape, searches) == 2
     assert _sample(scrape, "ponder_queue_depth") == 0
+    assert _sample(scrape, "ponder_active_searches") == 0
 
 
 def test_request_id_is_echoed_and_logged_as_one_json_line(
@@ -141,6 +143,10 @@ def test_request_id_is_echoed_and_logged_as_one_json_line(
     assert line["strategy"] == "best_of_n" and line["stopped_reason"] == ["completed"]
     assert line["spent"]["generated_tokens"] == response.json()["usage"]["completion_tokens"]
     assert line["budget"]["max_tokens"] > 0 and line["latency_s"] > 0
+    scrape = httpx.get(keyed_server.url + "/metrics",
+                       headers={"Authorization": f"Bearer {KEY_B}"}).text
+    generated = 'ponder_tokens_total{kind="generated",strategy="best_of_n"}'
+    assert _sample(scrape, generated) >= line["spent"]["generated_tokens"] > 0
 
 
 def test_failing_backend_is_a_503_for_the_sdk_and_in_the_stream() -> None:
