@@ -145,8 +145,8 @@ def test_request_id_is_echoed_and_logged_as_one_json_line(
     assert line["budget"]["max_tokens"] > 0 and line["latency_s"] > 0
     scrape = httpx.get(keyed_server.url + "/metrics",
                        headers={"Authorization": f"Bearer {KEY_B}"}).text
-    generated = 'ponder_tokens_total{kind="generated",strategy="best_of_n"}'
-    assert _sample(scrape, generated) >= line["spent"]["generated_tokens"] > 0
+    series = 'ponder_tokens_total{kind="generated",strategy="best_of_n"}'
+    assert _sample(scrape, series) >= line["spent"]["generated_tokens"] > 0
 
 
 def test_failing_backend_is_a_503_for_the_sdk_and_in_the_stream() -> None:
