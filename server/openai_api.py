@@ -49,6 +49,7 @@ from server.openai_schemas import (
     SearchUsage,
 )
 from server.policy.errors import PolicyRejected, PolicyUnavailable
+from server.request_log import mark_request
 from server.schemas import SearchOptions
 from server.service import SearchPlan, SearchRun, SolveService
 
@@ -205,6 +206,9 @@ class ChatAdapter:
             if options is not None and options.include_usage:
                 yield chunk.usage(usage_body(runs, answers))
             yield "data: [DONE]\n\n"
+        except asyncio.CancelledError:  # Starlette cancels the stream when the client leaves
+            mark_request("client_disconnected", True)
+            raise
         finally:
             for task in tasks:
                 task.cancel()  # a client that left cancels its searches (engine aborts)

@@ -53,6 +53,13 @@ def note_search(run: "SearchRun") -> None:
     record.setdefault("stopped_reason", []).append(run.result.stopped_reason.value)
 
 
+def mark_request(key: str, value: Any) -> None:
+    """Add a field to the current request's log line (e.g. a stream the client closed)."""
+    record = _record.get()
+    if record is not None:
+        record[key] = value
+
+
 def configure_access_log() -> None:
     """Access lines are bare JSON on stderr (no prefix), so log shippers can parse them."""
     if access_log.handlers:
