@@ -15,9 +15,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 import time
 import uuid
 from contextlib import AsyncExitStack
@@ -32,26 +30,24 @@ from starlette.types import Receive, Scope, Send
 from search_strategies.budget import Progress
 from search_strategies.protocols import ChatMessage, Problem
 from search_strategies.registry import STRATEGIES
-from search_strategies.results import Candidate
 from search_strategies.reward import RewardError
 from server.disconnect import ClientDisconnected, cancel_on_disconnect, client_closed_response
 from server.errors import InvalidRequest, ModelNotFound, error_body
 from server.limits import SearchSlots, read_json_body, run_in_slot
-from server.openai_schemas import (
-    ChatChoice,
-    ChatCompletion,
-    ChatCompletionRequest,
-    ChatMessageOut,
-    ChatUsage,
-    ChoiceSearch,
-    CompletionTokensDetails,
-    PromptTokensDetails,
-    SearchUsage,
+from server.openai_format import (
+    ChatJob,
+    ChunkWriter,
+    choice_answer,
+    completion_body,
+    content_pieces,
+    sse,
+    usage_body,
 )
+from server.openai_schemas import ChatCompletion, ChatCompletionRequest
 from server.policy.errors import PolicyRejected, PolicyUnavailable
 from server.request_log import mark_request
 from server.schemas import SearchOptions
-from server.service import SearchPlan, SearchRun, SolveService
+from server.service import SearchPlan, SolveService
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +76,6 @@ def strategy_of_model(requested: str, model_name: str) -> str | None:
 class ChatLimits:
     max_messages: int
     max_choices: int
-
-
-@dataclass(frozen=True)
-class ChatJob:
-    """A parsed chat request and one planned search per choice."""
-
-    request: ChatCompletionRequest
-    plans: list[SearchPlan]
-    completion_id: str
-    created: int
 
 
 class ChatAdapter:
@@ -168,7 +154,7 @@ class ChatAdapter:
         """SSE events: role, progress per wave, content deltas, finish, usage, [DONE]."""
         events: asyncio.Queue[tuple[int, Progress] | None] = asyncio.Queue()
         started = time.monotonic()
-        chunk = _ChunkWriter(job)
+        chunk = ChunkWriter(job)
         tasks = [
             asyncio.create_task(
                 self.service.run(plan, lambda p, i=i: events.put_nowait((i, p)))
@@ -186,14 +172,14 @@ class ChatAdapter:
             try:
                 runs = await all_done
             except (PolicyUnavailable, RewardError) as error:
-                yield _sse(error_body(str(error), "service_unavailable", None, "backend_error"))
+                yield sse(error_body(str(error), "service_unavailable", None, "backend_error"))
                 return
             except PolicyRejected as error:
-                yield _sse(error_body(str(error), "invalid_request_error", None, "invalid_prompt"))
+                yield sse(error_body(str(error), "invalid_request_error", None, "invalid_prompt"))
                 return
             except Exception as error:  # the stream has begun: errors travel as events
                 log.exception("search failed mid-stream")
-                yield _sse(error_body(f"internal error: {type(error).__name__}",
+                yield sse(error_body(f"internal error: {type(error).__name__}",
                                       "server_error", None, None))
                 return
             answers = [choice_answer(run, job.request.stop_strings()) for run in runs]
@@ -215,50 +201,6 @@ class ChatAdapter:
             await asyncio.gather(all_done, *tasks, return_exceptions=True)
 
 
-class _ChunkWriter:
-    """Formats `chat.completion.chunk` events for one job."""
-
-    def __init__(self, job: ChatJob) -> None:
-        self._base = {
-            "id": job.completion_id,
-            "object": "chat.completion.chunk",
-            "created": job.created,
-            "model": job.request.model,
-        }
-
-    def delta(self, index: int, delta: dict[str, Any], finish: str | None = None) -> str:
-        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return _sse({**self._base, "choices": [choice]})
-
-    def progress(self, index: int, progress: Progress, plan: SearchPlan, elapsed_s: float) -> str:
-        body = {
-            "choice": index,
-            "strategy": plan.strategy,
-            "wave": progress.wave,
-            "nodes": progress.nodes,
-            "best_score": progress.best_score,
-            "generated_tokens": progress.usage.generated_tokens,
-            "prompt_tokens": progress.usage.prompt_tokens,
-            "engine_calls": progress.usage.engine_calls,
-            "reward_calls": progress.usage.reward_calls,
-            "elapsed_s": round(elapsed_s, 3),
-            "budget": {
-                "max_tokens": plan.limits.max_tokens,
-                "max_reward_calls": plan.limits.max_reward_calls,
-                "time_limit_s": plan.limits.time_limit_s,
-            },
-        }
-        choice = {"index": index, "delta": {}, "logprobs": None, "finish_reason": None}
-        return _sse({**self._base, "choices": [choice], "search_progress": body})
-
-    def usage(self, usage: ChatUsage) -> str:
-        return _sse({**self._base, "choices": [], "usage": usage.model_dump()})
-
-
-def _sse(payload: dict[str, Any]) -> str:
-    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
-
-
 def problem_from(request: ChatCompletionRequest, default_system_prompt: str) -> Problem:
     """Leading system turns → system prompt; last user turn → question; rest → history."""
     messages = list(request.messages)
@@ -278,85 +220,6 @@ def problem_from(request: ChatCompletionRequest, default_system_prompt: str) -> 
         question=question,
         system_prompt="\n\n".join(system) if system else default_system_prompt,
         history=history,
-    )
-
-
-def choice_answer(run: SearchRun, stops: list[str]) -> tuple[str, str]:
-    """The chosen solution's text, cut at the first stop string, and its finish reason.
-
-    The search explores whole solutions; `stop` applies to the text returned, which
-    keeps strategies free to use their own stop strings for steps.
-    """
-    chosen: Candidate | None = run.result.chosen
-    if chosen is None:  # the budget ran out before any solution existed
-        return "", "length"
-    text, finish = chosen.text, "length" if chosen.finish_reason == "length" else "stop"
-    cuts = [text.find(stop) for stop in stops if stop in text]
-    if cuts:
-        return text[: min(cuts)], "stop"
-    return text, finish
-
-
-def content_pieces(text: str, size: int = 48) -> list[str]:
-    """The answer in word-aligned pieces of about `size` characters (joins back exactly)."""
-    pieces: list[str] = []
-    for word in re.split(r"(?<=\s)(?=\S)", text):
-        if pieces and len(pieces[-1]) + len(word) <= size:
-            pieces[-1] += word
-        elif word:
-            pieces.append(word)
-    return pieces
-
-
-def usage_body(runs: list[SearchRun], answers: list[tuple[str, str]]) -> ChatUsage:
-    """OpenAI usage summed over every choice's search, with the search ledger attached."""
-    total: dict[str, int] = {}
-    for run in runs:
-        for key, value in run.result.usage.as_dict().items():
-            total[key] = total.get(key, 0) + value
-    answer_tokens = sum(run.result.chosen.num_tokens for run in runs if run.result.chosen)
-    return ChatUsage(
-        prompt_tokens=total["prompt_tokens"],
-        completion_tokens=total["generated_tokens"],
-        total_tokens=total["prompt_tokens"] + total["generated_tokens"],
-        prompt_tokens_details=PromptTokensDetails(cached_tokens=total["cached_prompt_tokens"]),
-        completion_tokens_details=CompletionTokensDetails(
-            reasoning_tokens=max(0, total["generated_tokens"] - answer_tokens)
-        ),
-        search=SearchUsage(
-            strategy=runs[0].strategy,
-            reward=runs[0].reward,
-            engine_calls=total["engine_calls"],
-            reward_calls=total["reward_calls"],
-            reward_tokens=total["reward_tokens"],
-            scored_steps=total["scored_steps"],
-            nodes=total["nodes"],
-            stopped_reason=[run.result.stopped_reason.value for run in runs],
-        ),
-    )
-
-
-def completion_body(job: ChatJob, runs: list[SearchRun]) -> ChatCompletion:
-    answers = [choice_answer(run, job.request.stop_strings()) for run in runs]
-    choices = [
-        ChatChoice(
-            index=index,
-            message=ChatMessageOut(content=text),
-            finish_reason=finish,  # type: ignore[arg-type]
-            search=ChoiceSearch(
-                answer=run.result.answer,
-                stopped_reason=run.result.stopped_reason.value,
-                candidates=len(run.result.candidates),
-            ),
-        )
-        for index, (run, (text, finish)) in enumerate(zip(runs, answers))
-    ]
-    return ChatCompletion(
-        id=job.completion_id,
-        created=job.created,
-        model=job.request.model,
-        choices=choices,
-        usage=usage_body(runs, answers),
     )
 
 

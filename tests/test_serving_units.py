@@ -15,7 +15,8 @@ from search_strategies.results import Candidate, SearchResult
 from server.auth import KeyChecker, load_api_keys
 from server.errors import InvalidRequest, ServerBusy
 from server.limits import SearchSlots
-from server.openai_api import choice_answer, content_pieces, problem_from
+from server.openai_api import problem_from
+from server.openai_format import choice_answer, content_pieces
 from server.openai_schemas import ChatCompletionRequest
 from server.service import SearchRun
 from server.settings import add_settings_arguments, settings_from
