@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
 
 import httpx
 import pytest
 
 from tests.conftest import MAX_N, MAX_NEW_TOKENS
+from tests.servers import wait_for as _wait_for
 
 QUESTION = "Sam has 3 bags with 4 marbles in each bag. How many marbles does Sam have?"
 
@@ -137,14 +137,6 @@ def test_disconnect_cancels_engine_requests(ponder_server) -> None:
         assert busy, "the samples should be running while the client waits"
         assert _engine_idle(watcher)
 
-
-def _wait_for(condition: Callable[[], bool], within_s: float) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def _engine_idle(client: httpx.Client, within_s: float = 10.0) -> bool:
