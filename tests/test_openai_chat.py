@@ -194,8 +194,9 @@ def test_prompt_longer_than_the_context_is_a_400(sdk: openai.OpenAI) -> None:
     long_question = "Count the marbles. " * 600  # ~3,000 tokens; the server's context is 2,048
     with pytest.raises(openai.BadRequestError) as raised:
         ask(sdk, messages=[{"role": "user", "content": long_question}])
-    assert raised.value.body["code"] == "context_length_exceeded"
-    assert "maximum model length" in raised.value.body["message"]
+    body = raised.value.body
+    assert body["code"] == "context_length_exceeded", body
+    assert "maximum model length (context) is 2048 tokens" in body["message"], body
 
 
 def test_unknown_fields_are_ignored_like_openai(sdk: openai.OpenAI) -> None:

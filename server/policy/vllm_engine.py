@@ -40,6 +40,10 @@ class VLLMPolicy:
         self._engine = engine
         self._name = served_model_name
         self._tokenizer = engine.get_tokenizer()
+        #: Prompts must leave room for at least one generated token.
+        self._max_model_len: int | None = getattr(
+            getattr(engine, "model_config", None), "max_model_len", None
+        )
 
     @classmethod
     def start(cls, options: EngineOptions) -> "VLLMPolicy":
@@ -64,6 +68,7 @@ class VLLMPolicy:
     ) -> list[Generation]:
         """Submit every prompt at once; cancellation aborts them all in the engine."""
         self._raise_if_dead()
+        self._check_prompt_lengths(prompts)
         sampling = sampling_params(params)
         tasks = [asyncio.create_task(self._generate_one(p, sampling)) for p in prompts]
         try:
@@ -107,6 +112,17 @@ class VLLMPolicy:
             completions=completions,
             cached_prompt_tokens=final.num_cached_tokens or 0,
         )
+
+    def _check_prompt_lengths(self, prompts: Sequence[Sequence[int]]) -> None:
+        """Refuse (as the client's error) prompts that leave no room to generate."""
+        if self._max_model_len is None:
+            return
+        longest = max((len(p) for p in prompts), default=0)
+        if longest >= self._max_model_len:
+            raise PolicyRejected(
+                f"the prompt is {longest} tokens, but the maximum model length "
+                f"(context) is {self._max_model_len} tokens, including the answer"
+            )
 
     def _raise_if_dead(self) -> None:
         if self._engine is None:
