@@ -1,7 +1,8 @@
-"""A real uvicorn server in a thread around `create_app` with a stand-in policy.
+"""A real uvicorn server in a thread around `create_app` with a scripted policy.
 
-For what does not depend on the engine (error mapping of a failing backend, SSE
-framing); everything else runs against real vLLM in a `ponder serve` subprocess.
+For checks of the HTTP layer's logic that must run in seconds (the load-test client's
+counting of 200s and 429s); the served behaviour itself is tested against real vLLM
+in `ponder serve` subprocesses.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import uvicorn
 
 from search_strategies.protocols import ChatMessage, Generation, SamplingConfig
 from server.app import create_app
-from server.policy.errors import PolicyUnavailable
 from server.settings import Settings
 from tests.fakes import ScriptedPolicy
 from tests.servers import free_port
@@ -25,10 +25,9 @@ from tests.servers import free_port
 
 @dataclass
 class StandInBackend:
-    """A `PolicyBackend` around a scripted policy; `failing` makes every call a 503."""
+    """A `PolicyBackend` around a scripted policy."""
 
     policy: ScriptedPolicy = field(default_factory=lambda: ScriptedPolicy(["The answer is 12."]))
-    failing: bool = False
     in_flight: int = 0
 
     @property
@@ -41,8 +40,6 @@ class StandInBackend:
     async def generate(
         self, prompts: Sequence[Sequence[int]], params: SamplingConfig
     ) -> list[Generation]:
-        if self.failing:
-            raise PolicyUnavailable("stand-in policy backend is down")
         self.in_flight += 1
         try:
             return await self.policy.generate(prompts, params)
@@ -50,8 +47,7 @@ class StandInBackend:
             self.in_flight -= 1
 
     async def check_health(self) -> None:
-        if self.failing:
-            raise PolicyUnavailable("stand-in policy backend is down")
+        return None
 
     def running_requests(self) -> int:
         return self.in_flight

@@ -1,6 +1,6 @@
 """Production safety over HTTP: API keys, limits, the search queue (429), /metrics,
 request ids and JSON access logs, against one extra real server (module-scoped);
-plus backend failures (503) against the app with a failing stand-in policy.
+plus a backend that is down (503) on a server whose remote policy is unreachable.
 """
 
 from __future__ import annotations
@@ -15,9 +15,14 @@ import httpx
 import openai
 import pytest
 
-from server.settings import Settings
-from tests.inprocess import StandInBackend, serve_in_thread
-from tests.servers import ENGINE_FLAGS, RunningServer, ponder_command, start_server, wait_for
+from tests.servers import (
+    ENGINE_FLAGS,
+    RunningServer,
+    free_port,
+    ponder_command,
+    start_server,
+    wait_for,
+)
 
 MODEL = "smollm2-135m-instruct"
 KEY_A, KEY_B = "key-a-" + "x" * 20, "key-b-from-file"
@@ -149,21 +154,26 @@ def test_request_id_is_echoed_and_logged_as_one_json_line(
     assert _sample(scrape, series) >= line["spent"]["generated_tokens"] > 0
 
 
-def test_failing_backend_is_a_503_for_the_sdk_and_in_the_stream() -> None:
-    backend = StandInBackend(failing=True)
-    with serve_in_thread(Settings(), backend) as url:
-        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+def test_unreachable_backend_is_a_503_for_the_sdk_and_in_the_stream(tmp_path: Path) -> None:
+    """A real `ponder serve` whose remote policy is down (no engine needed)."""
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    server = start_server(
+        ponder_command("--policy-url", dead, "--served-model-name", "ghost"),
+        tmp_path / "server.log", "/v1/models", timeout_s=60,
+    )
+    try:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+        messages = [{"role": "user", "content": "What is 1 + 1?"}]
         with pytest.raises(openai.InternalServerError) as raised:
-            client.chat.completions.create(
-                model="scripted", messages=[{"role": "user", "content": "hi"}]
-            )
+            client.chat.completions.create(model="ghost", messages=messages)
         assert raised.value.status_code == 503
         assert raised.value.body["code"] == "policy_unavailable"
-        stream = client.chat.completions.create(
-            model="scripted", stream=True, messages=[{"role": "user", "content": "hi"}]
-        )
-        with pytest.raises(openai.APIError, match="backend is down"):
+        assert "remote policy" in raised.value.body["message"]
+        stream = client.chat.completions.create(model="ghost", messages=messages, stream=True)
+        with pytest.raises(openai.APIError, match="remote policy"):
             list(stream)
+    finally:
+        assert not server.stop()
 
 
 def _log_line(server: RunningServer, request_id: str) -> dict | None:
