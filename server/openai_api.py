@@ -241,7 +241,18 @@ class _SlotStreamingResponse(StreamingResponse):
 router = APIRouter()
 
 
-@router.post("/v1/chat/completions", response_model=ChatCompletion)
+@router.post(
+    "/v1/chat/completions",
+    response_model=ChatCompletion,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": ChatCompletionRequest.model_json_schema()}
+            },
+        }
+    },
+)
 async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions, answered by search (see the module docstring)."""
     state = request.app.state
