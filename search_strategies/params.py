@@ -23,6 +23,8 @@ class ServerLimits:
     max_tokens: int = 65536
     max_reward_calls: int = 1024
     max_time_limit_s: float = 600.0
+    max_steps: int = 64
+    max_simulations: int = 1024
 
 
 def limits_from(info: ValidationInfo) -> ServerLimits:
