@@ -23,13 +23,12 @@ from search_strategies.budget import (
     MeteredReward,
     StopReason,
 )
+from search_strategies.params import capped_by
 from search_strategies.protocols import Problem
 from search_strategies.results import SearchResult
 from search_strategies.step_search import (
     StepSearchParams,
     finish_weighted,
-    n_within_limit,
-    width_at_most_n,
 )
 from search_strategies.step_tree import StepNode, StepTree
 
@@ -47,12 +46,17 @@ class BeamSearchParams(StepSearchParams):
         0, ge=0, le=8, description="Greedy steps rolled out before scoring a candidate."
     )
 
-    _n_limit = field_validator("n")(n_within_limit)
+    _n_cap = capped_by("max_n", "n")
+
+    _width_cap = capped_by("max_n", "beam_width")
 
     @field_validator("beam_width")
     @classmethod
-    def _width(cls, value: int, info: ValidationInfo) -> int:
-        return width_at_most_n(value, info)
+    def _width_within_n(cls, value: int, info: ValidationInfo) -> int:
+        n = info.data.get("n")
+        if n is not None and value > n:
+            raise ValueError(f"must be at most n={n} (N/M beams survive each round)")
+        return value
 
 
 def top_open(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field
 
 from search_strategies.answers import extract_answer
 from search_strategies.budget import (
@@ -24,7 +24,7 @@ from search_strategies.budget import (
     MeteredReward,
     StopReason,
 )
-from search_strategies.params import StrategyParams, at_most_limit
+from search_strategies.params import StrategyParams, capped_by
 from search_strategies.protocols import Completion, Problem
 from search_strategies.results import Candidate, SearchResult, TraceNode
 from search_strategies.reward import Aggregation, aggregate
@@ -46,11 +46,7 @@ class BestOfNParams(StrategyParams):
     def needs_reward(self) -> bool:
         return self.selection != "majority"
 
-    @field_validator("n")
-    @classmethod
-    def _within_n_limit(cls, value: int, info: ValidationInfo) -> int:
-        at_most_limit(value, info, "max_n")
-        return value
+    _n_cap = capped_by("max_n", "n")
 
 
 def to_candidate(completion: Completion) -> Candidate:

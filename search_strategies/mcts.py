@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from search_strategies.budget import (
     Budget,
@@ -28,10 +28,10 @@ from search_strategies.budget import (
     MeteredReward,
     StopReason,
 )
-from search_strategies.params import at_most_limit
+from search_strategies.params import capped_by
 from search_strategies.protocols import Problem
 from search_strategies.results import SearchResult
-from search_strategies.step_search import StepSearchParams, n_within_limit, result_from
+from search_strategies.step_search import StepSearchParams, result_from
 from search_strategies.step_tree import StepNode, StepTree
 
 
@@ -62,19 +62,9 @@ class MCTSParams(StepSearchParams):
             data.setdefault("max_steps", data.pop("max_depth"))
         return data
 
-    @field_validator("simulations")
-    @classmethod
-    def _simulations_limit(cls, value: int, info: ValidationInfo) -> int:
-        at_most_limit(value, info, "max_simulations")
-        return value
-
-    _width_limit = field_validator("expansion_width", "wave_size")(n_within_limit)
-
-    @field_validator("rollout_tokens")
-    @classmethod
-    def _rollout_limit(cls, value: int, info: ValidationInfo) -> int:
-        at_most_limit(value, info, "max_new_tokens")
-        return value
+    _simulations_cap = capped_by("max_simulations", "simulations")
+    _width_cap = capped_by("max_n", "expansion_width", "wave_size")
+    _rollout_cap = capped_by("max_new_tokens", "rollout_tokens")
 
 
 def puct_child(node: StepNode, c_puct: float) -> StepNode:

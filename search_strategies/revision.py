@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field
 
 from search_strategies.best_of_n import select_majority, to_candidate
 from search_strategies.budget import (
@@ -24,7 +24,7 @@ from search_strategies.budget import (
     MeteredReward,
     StopReason,
 )
-from search_strategies.params import StrategyParams, at_most_limit
+from search_strategies.params import StrategyParams, capped_by
 from search_strategies.protocols import ChatMessage, Problem
 from search_strategies.results import Candidate, SearchResult, TraceNode
 from search_strategies.reward import Aggregation, aggregate
@@ -54,11 +54,7 @@ class RevisionParams(StrategyParams):
     def needs_reward(self) -> bool:
         return True
 
-    @field_validator("parallel_chains")
-    @classmethod
-    def _chains_limit(cls, value: int, info: ValidationInfo) -> int:
-        at_most_limit(value, info, "max_n")
-        return value
+    _chains_cap = capped_by("max_n", "parallel_chains")
 
 
 @dataclass

@@ -7,11 +7,11 @@ completed greedily as far as the remaining budget allows.
 
 from __future__ import annotations
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field
 
 from search_strategies.best_of_n import select_by_reward
 from search_strategies.budget import Budget, MeteredPolicy, StopReason
-from search_strategies.params import StrategyParams, at_most_limit
+from search_strategies.params import StrategyParams, capped_by
 from search_strategies.results import SearchResult
 from search_strategies.reward import Aggregation
 from search_strategies.step_tree import StepConfig, StepNode, StepTree, to_candidate
@@ -36,17 +36,8 @@ class StepSearchParams(StrategyParams):
     def needs_reward(self) -> bool:
         return True
 
-    @field_validator("max_step_tokens")
-    @classmethod
-    def _step_tokens_limit(cls, value: int, info: ValidationInfo) -> int:
-        at_most_limit(value, info, "max_new_tokens")
-        return value
-
-    @field_validator("max_steps")
-    @classmethod
-    def _steps_limit(cls, value: int, info: ValidationInfo) -> int:
-        at_most_limit(value, info, "max_steps")
-        return value
+    _step_tokens_cap = capped_by("max_new_tokens", "max_step_tokens")
+    _steps_cap = capped_by("max_steps", "max_steps")
 
     def step_config(self) -> StepConfig:
         return StepConfig(
@@ -55,20 +46,6 @@ class StepSearchParams(StrategyParams):
             max_steps=self.max_steps,
             max_solution_tokens=self.max_new_tokens,
         )
-
-
-def width_at_most_n(value: int, info: ValidationInfo, field_name: str = "n") -> int:
-    """Reject a per-parent width larger than the number of samples `n` it divides."""
-    total = info.data.get(field_name)
-    if total is not None and value > total:
-        raise ValueError(f"must be at most {field_name}={total}")
-    at_most_limit(value, info, "max_n")
-    return value
-
-
-def n_within_limit(value: int, info: ValidationInfo) -> int:
-    at_most_limit(value, info, "max_n")
-    return value
 
 
 async def finish_weighted(

@@ -20,10 +20,15 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from search_strategies.answers import extract_answer, last_boxed
-from search_strategies.budget import Budget, BudgetExhausted, MeteredPolicy, MeteredReward
-from search_strategies.budget import StopReason
+from search_strategies.budget import (
+    Budget,
+    BudgetExhausted,
+    MeteredPolicy,
+    MeteredReward,
+    StopReason,
+)
 from search_strategies.params import StrategyParams
-from search_strategies.protocols import Completion, SamplingConfig
+from search_strategies.protocols import Completion
 from search_strategies.results import Candidate, TraceNode
 from search_strategies.reward import Aggregation, aggregate
 from search_strategies.steps import split_steps

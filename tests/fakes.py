@@ -13,6 +13,17 @@ from typing import Sequence
 from search_strategies.protocols import ChatMessage, Completion, Generation, SamplingConfig
 
 
+def char_completion(full: str, params: SamplingConfig, logprob: float) -> Completion:
+    """`full` as a completion of one token per character, cut at `params.max_tokens`."""
+    text = full[: params.max_tokens]
+    return Completion(
+        token_ids=tuple(ord(c) for c in text),
+        text=text,
+        logprobs=(logprob,) * len(text),
+        finish_reason="stop" if text == full else "length",
+    )
+
+
 @dataclass
 class ScriptedPolicy:
     """Returns the scripted texts in order, one token per character, cut at max_tokens."""
@@ -33,18 +44,10 @@ class ScriptedPolicy:
         await asyncio.sleep(self.delay_s)
         result = []
         for prompt in prompts:
-            samples = []
-            for index in range(params.n):
-                full = self.texts[index % len(self.texts)]
-                text = full[: params.max_tokens]
-                samples.append(
-                    Completion(
-                        token_ids=tuple(ord(c) for c in text),
-                        text=text,
-                        logprobs=(self.logprob,) * len(text),
-                        finish_reason="stop" if text == full else "length",
-                    )
-                )
+            samples = [
+                char_completion(self.texts[index % len(self.texts)], params, self.logprob)
+                for index in range(params.n)
+            ]
             result.append(Generation(prompt_tokens=len(prompt), completions=tuple(samples)))
         return result
 
@@ -91,18 +94,10 @@ class TreePolicy:
         for prompt in prompts:
             start = len(prompt) - 1 - list(reversed(prompt)).index(SOLUTION_START)
             prefix = "".join(chr(i) for i in prompt[start + 1 :])
-            samples = []
-            for index in range(params.n):
-                full = self._continuation(prefix, index, params)
-                text = full[: params.max_tokens]
-                samples.append(
-                    Completion(
-                        token_ids=tuple(ord(c) for c in text),
-                        text=text,
-                        logprobs=(self.logprob,) * len(text),
-                        finish_reason="stop" if text == full else "length",
-                    )
-                )
+            samples = [
+                char_completion(self._continuation(prefix, index, params), params, self.logprob)
+                for index in range(params.n)
+            ]
             result.append(Generation(prompt_tokens=len(prompt), completions=tuple(samples)))
         return result
 

@@ -23,10 +23,10 @@ from search_strategies.budget import (
 )
 from search_strategies.dvts import DVTSParams, dvts
 from search_strategies.mcts import MCTSParams, mcts
-from search_strategies.protocols import Completion, Generation, Problem
+from search_strategies.protocols import Generation, Problem
 from search_strategies.registry import STRATEGIES
 from search_strategies.revision import RevisionParams, revision
-from tests.fakes import TableReward, TreePolicy
+from tests.fakes import TableReward, TreePolicy, char_completion
 
 D = "\n\n"
 TRAP_TREE = {
@@ -179,12 +179,7 @@ class RevisingPolicy(TreePolicy):
 
     async def generate(self, prompts, params):
         generations = await super().generate(prompts, params)
-        full = "3 + 4 = 7" + D + "\\boxed{7}"
-        text = full[: params.max_tokens]
-        fixed = Completion(
-            tuple(ord(x) for x in text), text, (-0.1,) * len(text),
-            "stop" if text == full else "length",
-        )
+        fixed = char_completion("3 + 4 = 7" + D + "\\boxed{7}", params, -0.1)
         out = []
         for prompt, generation in zip(prompts, generations):
             if "verifier" in "".join(chr(i) for i in prompt if i):
