@@ -158,7 +158,6 @@ async def best_of_n(
         StopReason.TOKEN_BUDGET if capped and truncated else StopReason.COMPLETED
     )
     return SearchResult(
-        answer=chosen.answer if chosen else None,
         chosen=chosen,
         candidates=candidates,
         usage=budget.usage,
@@ -206,6 +205,4 @@ def _trace(
 
 
 def _empty_result(budget: Budget, reason: StopReason) -> SearchResult:
-    return SearchResult(
-        answer=None, chosen=None, candidates=[], usage=budget.usage, stopped_reason=reason
-    )
+    return SearchResult(chosen=None, candidates=[], usage=budget.usage, stopped_reason=reason)

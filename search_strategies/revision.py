@@ -214,7 +214,6 @@ def _result(
     for node, attempt in zip(trace[1:], sorted(attempts, key=lambda a: a.node_id)):
         node.score = attempt.candidate.score if attempt.step_scores is not None else None
     return SearchResult(
-        answer=chosen.answer if chosen else None,
         chosen=chosen,
         candidates=candidates,
         usage=budget.usage,

@@ -92,7 +92,6 @@ def result_from(
     if choose is not None and chosen is None:
         chosen = to_candidate(choose)
     return SearchResult(
-        answer=chosen.answer if chosen else None,
         chosen=chosen,
         candidates=candidates,
         usage=budget.usage,
