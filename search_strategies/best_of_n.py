@@ -12,7 +12,7 @@ per solution (`last` step by default).
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -41,6 +41,8 @@ class BestOfNParams(StrategyParams):
     aggregation: Aggregation = Field(
         "last", description="How step rewards combine into a solution's reward."
     )
+
+    reward_field: ClassVar[str] = "selection"
 
     @property
     def needs_reward(self) -> bool:

@@ -8,7 +8,7 @@ validation context, so a limit is checked where the field is defined.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -69,6 +69,9 @@ class StrategyParams(BaseModel):
     )
 
     _new_tokens_cap = capped_by("max_new_tokens", "max_new_tokens")
+
+    #: The request field to name when a reward is needed but none is configured.
+    reward_field: ClassVar[str] = "strategy"
 
     @property
     def needs_reward(self) -> bool:

@@ -126,10 +126,12 @@ class SolveService:
         if not params.needs_reward:
             return None
         if not self.rewards:
+            field = params.reward_field
+            value = request.strategy if field == "strategy" else getattr(params, field)
             raise InvalidRequest(
-                "selection: this choice needs a reward model and the server has none; "
-                "start it with --reward arithmetic, or use selection=majority",
-                "selection",
+                f"{field}: {value!r} needs a reward model and the server has none; "
+                "start it with --reward arithmetic",
+                field,
             )
         return self.rewards[request.reward or next(iter(self.rewards))]
 
