@@ -12,9 +12,9 @@ per solution (`last` step by default).
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field
 
 from search_strategies.answers import extract_answer
 from search_strategies.budget import (
@@ -24,7 +24,7 @@ from search_strategies.budget import (
     MeteredReward,
     StopReason,
 )
-from search_strategies.params import StrategyParams, at_most_limit
+from search_strategies.params import StrategyParams, capped_by
 from search_strategies.protocols import Completion, Problem
 from search_strategies.results import Candidate, SearchResult, TraceNode
 from search_strategies.reward import Aggregation, aggregate
@@ -42,15 +42,13 @@ class BestOfNParams(StrategyParams):
         "last", description="How step rewards combine into a solution's reward."
     )
 
+    reward_field: ClassVar[str] = "selection"
+
     @property
     def needs_reward(self) -> bool:
         return self.selection != "majority"
 
-    @field_validator("n")
-    @classmethod
-    def _within_n_limit(cls, value: int, info: ValidationInfo) -> int:
-        at_most_limit(value, info, "max_n")
-        return value
+    _n_cap = capped_by("max_n", "n")
 
 
 def to_candidate(completion: Completion) -> Candidate:
@@ -162,7 +160,6 @@ async def best_of_n(
         StopReason.TOKEN_BUDGET if capped and truncated else StopReason.COMPLETED
     )
     return SearchResult(
-        answer=chosen.answer if chosen else None,
         chosen=chosen,
         candidates=candidates,
         usage=budget.usage,
@@ -210,6 +207,4 @@ def _trace(
 
 
 def _empty_result(budget: Budget, reason: StopReason) -> SearchResult:
-    return SearchResult(
-        answer=None, chosen=None, candidates=[], usage=budget.usage, stopped_reason=reason
-    )
+    return SearchResult(chosen=None, candidates=[], usage=budget.usage, stopped_reason=reason)

@@ -148,6 +148,14 @@ class Budget:
             return wanted
         return min(wanted, remaining // max(1, samples))
 
+    def affordable_samples(self, tokens_per_sample: int) -> int | None:
+        """How many samples of up to `tokens_per_sample` new tokens still fit (None:
+        unlimited). Step searches shrink a wave to this, so they never overshoot."""
+        remaining = self.remaining_tokens()
+        if remaining is None:
+            return None
+        return remaining // max(1, tokens_per_sample)
+
     def charge(self, generations: Sequence[Generation]) -> None:
         self.usage.engine_calls += 1
         for generation in generations:

@@ -8,6 +8,7 @@ validation context, so a limit is checked where the field is defined.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -23,6 +24,8 @@ class ServerLimits:
     max_tokens: int = 65536
     max_reward_calls: int = 1024
     max_time_limit_s: float = 600.0
+    max_steps: int = 64
+    max_simulations: int = 1024
 
 
 def limits_from(info: ValidationInfo) -> ServerLimits:
@@ -36,6 +39,19 @@ def at_most_limit(value: float | None, info: ValidationInfo, limit_name: str) ->
     limit = getattr(limits_from(info), limit_name)
     if value is not None and value > limit:
         raise ValueError(f"must be at most the server maximum {limit_name}={limit}")
+
+
+def capped_by(limit_name: str, *field_names: str) -> Any:
+    """A validator rejecting `field_names` above the server maximum `limit_name`.
+
+    Use as a class attribute: `_n_cap = capped_by("max_n", "n")`.
+    """
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        at_most_limit(value, info, limit_name)
+        return value
+
+    return field_validator(*field_names)(check)
 
 
 class StrategyParams(BaseModel):
@@ -52,11 +68,10 @@ class StrategyParams(BaseModel):
         None, ge=0, description="Makes sampling reproducible for the same request."
     )
 
-    @field_validator("max_new_tokens")
-    @classmethod
-    def _within_new_token_limit(cls, value: int, info: ValidationInfo) -> int:
-        at_most_limit(value, info, "max_new_tokens")
-        return value
+    _new_tokens_cap = capped_by("max_new_tokens", "max_new_tokens")
+
+    #: The request field to name when a reward is needed but none is configured.
+    reward_field: ClassVar[str] = "strategy"
 
     @property
     def needs_reward(self) -> bool:

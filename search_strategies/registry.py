@@ -5,11 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from search_strategies.beam_search import BeamSearchParams, beam_search
 from search_strategies.best_of_n import BestOfNParams, best_of_n
+from search_strategies.dvts import DVTSParams, dvts
+from search_strategies.mcts import MCTSParams, mcts
 from search_strategies.budget import Budget, MeteredPolicy, MeteredReward
 from search_strategies.params import StrategyParams
 from search_strategies.protocols import Problem
 from search_strategies.results import SearchResult
+from search_strategies.revision import RevisionParams, revision
 
 #: (problem, params, policy, reward or None, budget) -> result
 StrategyFn = Callable[
@@ -26,5 +30,11 @@ class StrategySpec:
 
 STRATEGIES: dict[str, StrategySpec] = {
     spec.name: spec
-    for spec in (StrategySpec("best_of_n", BestOfNParams, best_of_n),)
+    for spec in (
+        StrategySpec("best_of_n", BestOfNParams, best_of_n),
+        StrategySpec("beam_search", BeamSearchParams, beam_search),
+        StrategySpec("dvts", DVTSParams, dvts),
+        StrategySpec("mcts", MCTSParams, mcts),
+        StrategySpec("revision", RevisionParams, revision),
+    )
 }

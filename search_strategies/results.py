@@ -41,10 +41,14 @@ class TraceNode:
 class SearchResult:
     """A strategy's answer plus everything a client needs to judge it."""
 
-    answer: str | None
     chosen: Candidate | None
     candidates: list[Candidate]
     usage: Usage
     stopped_reason: StopReason
     trace: list[TraceNode] | None = field(default=None)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def answer(self) -> str | None:
+        """The chosen solution's extracted final answer."""
+        return self.chosen.answer if self.chosen else None

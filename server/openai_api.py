@@ -143,7 +143,7 @@ class ChatAdapter:
             "max_new_tokens",
             "max_completion_tokens" if request.max_completion_tokens else "max_tokens",
         )
-        names["strategy"] = "search.strategy"
+        names["strategy"] = "search.strategy" if search.strategy else "model"
         return self.service.plan(strategy, fields, search, problem, names)
 
     async def complete(self, job: ChatJob) -> ChatCompletion:

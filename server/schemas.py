@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from search_strategies.params import at_most_limit
+from search_strategies.params import capped_by
 
 
 class BudgetRequest(BaseModel):
@@ -29,23 +29,9 @@ class BudgetRequest(BaseModel):
         None, gt=0, description="Wall time; the search stops and returns at the deadline."
     )
 
-    @field_validator("max_reward_calls")
-    @classmethod
-    def _reward_calls_limit(cls, value: int | None, info: ValidationInfo) -> int | None:
-        at_most_limit(value, info, "max_reward_calls")
-        return value
-
-    @field_validator("max_tokens")
-    @classmethod
-    def _max_tokens_limit(cls, value: int | None, info: ValidationInfo) -> int | None:
-        at_most_limit(value, info, "max_tokens")
-        return value
-
-    @field_validator("time_limit_s")
-    @classmethod
-    def _time_limit(cls, value: float | None, info: ValidationInfo) -> float | None:
-        at_most_limit(value, info, "max_time_limit_s")
-        return value
+    _max_tokens_cap = capped_by("max_tokens", "max_tokens")
+    _reward_calls_cap = capped_by("max_reward_calls", "max_reward_calls")
+    _time_cap = capped_by("max_time_limit_s", "time_limit_s")
 
 
 class SearchOptions(BaseModel):

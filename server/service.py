@@ -150,7 +150,7 @@ class SolveService:
             strategy=strategy,
             spec=spec,
             params=params,
-            reward=self._reward_for(options.reward, params),
+            reward=self._reward_for(options.reward, strategy, params, param_names or {}),
             limits=BudgetLimits(
                 max_tokens=budget.max_tokens or self.limits.max_tokens,
                 max_reward_calls=budget.max_reward_calls or self.limits.max_reward_calls,
@@ -181,7 +181,13 @@ class SolveService:
             observer(run)
         return run
 
-    def _reward_for(self, name: str | None, params: StrategyParams) -> RewardModel | None:
+    def _reward_for(
+        self,
+        name: str | None,
+        strategy: str,
+        params: StrategyParams,
+        param_names: Mapping[str, str],
+    ) -> RewardModel | None:
         """The reward client the search will call: the requested one, else the default.
 
         A named reward is checked even when the parameters do not use it, so a typo
@@ -196,10 +202,13 @@ class SolveService:
         if not params.needs_reward:
             return None
         if not self.rewards:
+            field = params.reward_field
+            value = strategy if field == "strategy" else getattr(params, field)
+            param = param_names.get(field, field)
             raise InvalidRequest(
-                "selection: this choice needs a reward model and the server has none; "
-                "start it with --reward arithmetic, or use selection=majority",
-                "selection",
+                f"{param}: {value!r} needs a reward model and the server has none; "
+                "start it with --reward arithmetic",
+                param,
             )
         return self.rewards[name or next(iter(self.rewards))]
 

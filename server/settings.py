@@ -43,6 +43,8 @@ class Settings:
     max_tokens: int = 65536
     max_reward_calls: int = 1024
     max_time_limit_s: float = 600.0
+    max_steps: int = 64
+    max_simulations: int = 1024
     log_level: str = "info"
     # Production: keys, request limits, concurrency (see server/auth.py, server/limits.py).
     api_key: tuple[str, ...] = ()
@@ -62,6 +64,8 @@ class Settings:
             max_tokens=self.max_tokens,
             max_reward_calls=self.max_reward_calls,
             max_time_limit_s=self.max_time_limit_s,
+            max_steps=self.max_steps,
+            max_simulations=self.max_simulations,
         )
 
     @property
@@ -98,6 +102,8 @@ _HELP = {
     "max_tokens": "server maximum for a request's budget.max_tokens",
     "max_reward_calls": "server maximum for a request's budget.max_reward_calls",
     "max_time_limit_s": "server maximum for a request's budget.time_limit_s",
+    "max_steps": "server maximum for a step search's max_steps (tree depth)",
+    "max_simulations": "server maximum for MCTS simulations",
     "log_level": "uvicorn and ponder log level",
     "api_key": "accepted API key (repeat the flag for several; env: comma-separated); "
     "with any key set, every route but /health (and /metrics, see below) needs "

@@ -13,6 +13,17 @@ from typing import Sequence
 from search_strategies.protocols import ChatMessage, Completion, Generation, SamplingConfig
 
 
+def char_completion(full: str, params: SamplingConfig, logprob: float) -> Completion:
+    """`full` as a completion of one token per character, cut at `params.max_tokens`."""
+    text = full[: params.max_tokens]
+    return Completion(
+        token_ids=tuple(ord(c) for c in text),
+        text=text,
+        logprobs=(logprob,) * len(text),
+        finish_reason="stop" if text == full else "length",
+    )
+
+
 @dataclass
 class ScriptedPolicy:
     """Returns the scripted texts in order, one token per character, cut at max_tokens."""
@@ -33,17 +44,73 @@ class ScriptedPolicy:
         await asyncio.sleep(self.delay_s)
         result = []
         for prompt in prompts:
-            samples = []
-            for index in range(params.n):
-                full = self.texts[index % len(self.texts)]
-                text = full[: params.max_tokens]
-                samples.append(
-                    Completion(
-                        token_ids=tuple(ord(c) for c in text),
-                        text=text,
-                        logprobs=(self.logprob,) * len(text),
-                        finish_reason="stop" if text == full else "length",
-                    )
-                )
+            samples = [
+                char_completion(self.texts[index % len(self.texts)], params, self.logprob)
+                for index in range(params.n)
+            ]
             result.append(Generation(prompt_tokens=len(prompt), completions=tuple(samples)))
         return result
+
+
+#: Separates the question from the solution so far in `TreePolicy` prompts.
+SOLUTION_START = 0
+
+
+@dataclass
+class TreePolicy:
+    """A known tree of reasoning steps, for testing step-level search exactly.
+
+    `tree[prefix]` lists the steps that may follow the solution text `prefix` ("" at
+    the root). Sample i of a prompt takes option i mod len(options) (greedy: option
+    0). One token per character, like `ScriptedPolicy`. A step ending in the stop
+    string continues the solution; any other step ends it (EOS).
+    """
+
+    tree: dict[str, list[str]]
+    logprob: float = -0.5
+    delay_s: float = 0.0
+    calls: list[tuple[int, SamplingConfig]] = field(default_factory=list)
+    model_name: str = "tree"
+
+    async def encode_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
+        return [ord(c) for m in messages for c in m.content] + [SOLUTION_START]
+
+    def _continuation(self, prefix: str, index: int, params: SamplingConfig) -> str:
+        options = self.tree.get(prefix, [])
+        if not options:
+            return ""
+        step = options[0 if params.temperature == 0 else index % len(options)]
+        if params.stop or prefix + step not in self.tree:
+            return step
+        # No stop string: run on greedily to the end of the solution.
+        return step + self._continuation(prefix + step, 0, params)
+
+    async def generate(
+        self, prompts: Sequence[Sequence[int]], params: SamplingConfig
+    ) -> list[Generation]:
+        self.calls.append((len(prompts), params))
+        await asyncio.sleep(self.delay_s)
+        result = []
+        for prompt in prompts:
+            start = len(prompt) - 1 - list(reversed(prompt)).index(SOLUTION_START)
+            prefix = "".join(chr(i) for i in prompt[start + 1 :])
+            samples = [
+                char_completion(self._continuation(prefix, index, params), params, self.logprob)
+                for index in range(params.n)
+            ]
+            result.append(Generation(prompt_tokens=len(prompt), completions=tuple(samples)))
+        return result
+
+
+@dataclass
+class TableReward:
+    """Scores each step from a table (unknown steps get `default`)."""
+
+    table: dict[str, float]
+    default: float = 0.5
+    calls: list[int] = field(default_factory=list)
+    name: str = "table"
+
+    async def score(self, question: str, solutions: Sequence[Sequence[str]]) -> list[list[float]]:
+        self.calls.append(len(solutions))
+        return [[self.table.get(step, self.default) for step in steps] for steps in solutions]

@@ -18,7 +18,8 @@ from tests.inprocess import StandInBackend, serve_in_thread
 
 def test_counts_answers_and_clear_429s_and_loses_nothing() -> None:
     backend = StandInBackend(ScriptedPolicy(["3 * 4 = 12. The answer is 12."], delay_s=0.2))
-    settings = Settings(max_concurrent_searches=2, max_queued_searches=1, api_key=("k",))
+    settings = Settings(max_concurrent_searches=2, max_queued_searches=1, api_key=("k",),
+                        reward="arithmetic")  # step searches need a reward
     with serve_in_thread(settings, backend) as url:
         args = parse_args(["--url", url, "--api-key", "k", "--clients", "6",
                            "--duration", "1.5", "--baseline", "--baseline-n", "4"])

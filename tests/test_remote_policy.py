@@ -52,13 +52,17 @@ def test_remote_policy_serves_best_of_n(remote_ponder: RunningServer, client) ->
     assert body["usage"]["prompt_tokens"] == local["usage"]["prompt_tokens"]
 
 
-def test_reward_selection_without_configured_reward_is_a_400(remote_ponder) -> None:
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [({"selection": "weighted"}, "selection"), ({"strategy": "mcts"}, "strategy")],
+)
+def test_reward_guided_search_without_configured_reward_is_a_400(
+    remote_ponder, fields: dict, param: str
+) -> None:
     with httpx.Client(base_url=remote_ponder.url, timeout=60) as http:
-        response = http.post(
-            "/v1/solve", json={"question": "What is 1 + 1?", "selection": "weighted"}
-        )
+        response = http.post("/v1/solve", json={"question": "What is 1 + 1?", **fields})
     assert response.status_code == 400
-    assert response.json()["error"]["param"] == "selection"
+    assert response.json()["error"]["param"] == param
     assert "--reward arithmetic" in response.json()["error"]["message"]
 
 

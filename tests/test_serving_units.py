@@ -123,8 +123,8 @@ def test_turns_stay_turns() -> None:
 
 def run_with(text: str | None, finish: str = "stop") -> SearchRun:
     chosen = Candidate(text, None, -0.1, finish, 5) if text is not None else None
-    result = SearchResult(None, chosen, [chosen] if chosen else [], Usage(),
-                          StopReason.COMPLETED)
+    result = SearchResult(chosen=chosen, candidates=[chosen] if chosen else [],
+                          usage=Usage(), stopped_reason=StopReason.COMPLETED)
     return SearchRun("best_of_n", None, {}, result, 0.1)
 
 

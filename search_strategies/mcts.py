@@ -1,0 +1,197 @@
+"""Monte Carlo tree search over reasoning steps (node = step).
+
+Each simulation walks down by PUCT, Q + c_puct · P · sqrt(N_parent) / (1 + N_child),
+to a leaf; the leaf is expanded `expansion_width` ways; each new step's value is its
+PRM score (or, with `rollout`, the score of a greedy rollout to a final answer), and
+that value is backed up as a running mean to the root. Priors P are the policy's own
+preference among siblings (softmax of mean token log-probability) or uniform.
+
+To keep the engine busy, simulations run in waves of `wave_size` selections made
+with virtual loss (a selected path counts as visited with value 0 until the wave
+returns, so the next selection in the wave looks elsewhere); a wave's expansions go
+to the engine in ONE call and its new nodes to the PRM in ONE call. A selected leaf
+that is already a finished solution is not expanded: its score is backed up again,
+which is how visits come to concentrate on good answers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from search_strategies.budget import (
+    Budget,
+    BudgetExhausted,
+    MeteredPolicy,
+    MeteredReward,
+    StopReason,
+)
+from search_strategies.params import capped_by
+from search_strategies.protocols import Problem
+from search_strategies.results import SearchResult
+from search_strategies.step_search import StepSearchParams, result_from
+from search_strategies.step_tree import StepNode, StepTree
+
+
+class MCTSParams(StepSearchParams):
+    simulations: int = Field(16, ge=1, description="Leaf selections in total.")
+    expansion_width: int = Field(3, ge=1, description="Children sampled per expansion.")
+    wave_size: int = Field(
+        4, ge=1, description="Selections per batched wave (virtual loss spreads them)."
+    )
+    c_puct: float = Field(1.5, gt=0, le=100, description="Exploration weight.")
+    prior: Literal["policy", "uniform"] = Field(
+        "policy", description="Sibling priors: the policy's step likelihoods, or uniform."
+    )
+    rollout: bool = Field(
+        False, description="Value a new step by a greedy rollout to a final answer."
+    )
+    rollout_tokens: int = Field(256, ge=1, description="Token cap of one rollout.")
+    final_selection: Literal["visits", "value"] = Field(
+        "visits", description="Follow the most visited or the highest-valued child."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _max_depth_is_max_steps(cls, data: Any) -> Any:
+        """Accept MCTS's usual name for the depth limit."""
+        if isinstance(data, dict) and "max_depth" in data:
+            data = dict(data)
+            data.setdefault("max_steps", data.pop("max_depth"))
+        return data
+
+    _simulations_cap = capped_by("max_simulations", "simulations")
+    _width_cap = capped_by("max_n", "expansion_width", "wave_size")
+    _rollout_cap = capped_by("max_new_tokens", "rollout_tokens")
+
+
+def puct_child(node: StepNode, c_puct: float) -> StepNode:
+    """The child PUCT selects: exploit value, explore where the prior is high."""
+    scale = c_puct * math.sqrt(max(1, node.visits))
+    total_prior = sum(child.prior for child in node.children) or 1.0
+    return max(
+        node.children,
+        key=lambda child: child.value
+        + scale * (child.prior / total_prior) / (1 + child.visits),
+    )
+
+
+def select_leaf(root: StepNode, c_puct: float) -> StepNode:
+    node = root
+    while node.children and not node.terminal:
+        node = puct_child(node, c_puct)
+    return node
+
+
+def backup(node: StepNode, value: float) -> None:
+    """Add one visit of `value` to `node` and every ancestor (running mean)."""
+    current: StepNode | None = node
+    while current is not None:
+        current.visits += 1
+        current.value_sum += value
+        current = current.parent
+
+
+def select_wave(root: StepNode, c_puct: float, size: int) -> list[StepNode]:
+    """`size` leaves chosen with virtual loss; duplicates kept once."""
+    chosen: list[StepNode] = []
+    virtual: list[StepNode] = []
+    for _ in range(size):
+        leaf = select_leaf(root, c_puct)
+        if leaf not in chosen:
+            chosen.append(leaf)
+        for node in [root, *leaf.path()]:
+            node.visits += 1  # a visit worth 0 until the wave returns
+            virtual.append(node)
+    for node in virtual:
+        node.visits -= 1
+    return chosen
+
+
+def set_priors(children: list[StepNode], prior: str) -> None:
+    if prior == "uniform" or not children:
+        for child in children:
+            child.prior = 1.0
+        return
+    finite = [c.mean_logprob for c in children if math.isfinite(c.mean_logprob)]
+    top = max(finite, default=0.0)
+    for child in children:
+        lp = child.mean_logprob
+        child.prior = math.exp(lp - top) if math.isfinite(lp) else 0.0
+
+
+def best_path_leaf(root: StepNode, final_selection: str) -> StepNode:
+    """Walk down by visit count (ties: value) or by value (ties: visits)."""
+    node = root
+    while node.children:
+        visited = [c for c in node.children if c.visits] or node.children
+        if final_selection == "visits":
+            node = max(visited, key=lambda c: (c.visits, c.value))
+        else:
+            node = max(visited, key=lambda c: (c.value, c.visits))
+    return node
+
+
+async def mcts(
+    problem: Problem,
+    params: MCTSParams,
+    policy: MeteredPolicy,
+    reward: MeteredReward | None,
+    budget: Budget,
+) -> SearchResult:
+    if reward is None:
+        raise ValueError("MCTS needs a reward model")
+    prompt = await policy.encode_chat(problem.messages())
+    tree = StepTree(prompt, params.step_config())
+    stopped = StopReason.COMPLETED
+    simulations = 0
+    try:
+        while simulations < params.simulations:
+            size = min(params.wave_size, params.simulations - simulations)
+            leaves = select_wave(tree.root, params.c_puct, size)
+            simulations += size
+            await _run_wave(problem, params, policy, reward, budget, tree, leaves)
+    except BudgetExhausted as exhausted:
+        stopped = exhausted.reason
+
+    leaf = best_path_leaf(tree.root, params.final_selection)
+    if leaf is not tree.root and not leaf.terminal:
+        completed = await tree.complete_greedily(policy, budget, leaf, params)
+        completed.score = leaf.score
+        leaf = completed
+    finished = [n for n in tree.nodes if n.terminal]
+    chosen = leaf if leaf is not tree.root else None
+    return result_from(tree, finished, budget, stopped, chosen, with_stats=True)
+
+
+async def _run_wave(
+    problem: Problem,
+    params: MCTSParams,
+    policy: MeteredPolicy,
+    reward: MeteredReward,
+    budget: Budget,
+    tree: StepTree,
+    leaves: list[StepNode],
+) -> None:
+    """Expand the wave's open leaves (one engine call), value them (one reward call),
+    back up; finished leaves back up their score again."""
+    children = await tree.expand(
+        policy, budget, [leaf for leaf in leaves if not leaf.terminal],
+        params.expansion_width, params,
+    )
+    new = [child for kids in children.values() for child in kids]
+    for kids in children.values():
+        set_priors(kids, params.prior)
+    if new:
+        extensions = None
+        if params.rollout:
+            extensions = await tree.greedy_extensions(
+                policy, budget, new, params, steps=1, max_tokens=params.rollout_tokens
+            )
+        await tree.score(reward, problem.question, new, params.aggregation, extensions)
+    for node in new + [leaf for leaf in leaves if leaf.terminal]:
+        backup(node, node.score or 0.0)
+    best = max((n.score or 0.0 for n in tree.nodes if n.terminal), default=None)
+    budget.report_progress(best)
