@@ -54,10 +54,16 @@ class RetryPolicy:
 
 class SolveClient:
     def __init__(
-        self, base_url: str, timeout_s: float = 1800.0, retry: RetryPolicy = RetryPolicy()
+        self,
+        base_url: str,
+        timeout_s: float = 1800.0,
+        retry: RetryPolicy = RetryPolicy(),
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.retry = retry
-        self.http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout_s)
+        self.http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport
+        )
 
     async def __aenter__(self) -> "SolveClient":
         return self

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from clients.bench.arithmetic import LEVELS, generate
+from search_strategies.answers import normalize_answer
 
 Grader = Literal["numeric", "math"]
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -138,9 +140,8 @@ def _from_file(path: Path, fields: JsonlFields, grader: Grader | None) -> list[B
 
 def guess_grader(gold: str) -> Grader:
     """Plain numbers (commas, `$` allowed) are graded numerically, the rest by math-verify."""
-    from clients.bench.grading import parse_number
-
-    return "numeric" if parse_number(gold) is not None else "math"
+    plain = normalize_answer(gold).replace(",", "")
+    return "numeric" if re.fullmatch(r"-?\d+(?:\.\d+)?", plain) else "math"
 
 
 def _take(problems: list[BenchProblem], subset: Subset) -> list[BenchProblem]:
