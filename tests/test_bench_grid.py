@@ -88,7 +88,7 @@ def test_toml_grid_matches_the_same_runs_given_as_flags(tmp_path: Path) -> None:
     )
     assert [c.key for c in from_file] == [c.key for c in from_flags]
     assert from_file[0].reward == "arithmetic"
-    shipped = Path("clients/bench/grids/example.toml")
+    shipped = Path("clients/bench/grids/scaling.toml")
     assert expand(*reversed(load_grid_file(shipped)))
 
 

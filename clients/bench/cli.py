@@ -35,7 +35,7 @@ examples:
   ponder bench --dataset gsm8k --limit 50 --seed 1 --param max_new_tokens=256 \\
       --run "best_of_n n=16 selection=weighted" \\
       --run "beam_search budget.max_tokens=512,1024,2048,4096" --out results/gsm8k
-  ponder bench --dataset arithmetic --grid clients/bench/grids/example.toml --out results/grid
+  ponder bench --dataset arithmetic --grid clients/bench/grids/scaling.toml --out results/grid
   ponder bench report results/bon/{RESULTS_NAME}
 
 Rerunning the same command with the same --out resumes: problems already in
