@@ -8,10 +8,11 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from clients.bench.client import RequestRejected, RetryPolicy
-from clients.bench.datasets import BUILTIN, JsonlFields, Subset, load_dataset, parse_levels
-from clients.bench.grid import expand, load_grid_file, parse_params, parse_run
+from clients.bench.datasets import BUILTIN, BenchProblem, JsonlFields, Subset, load_dataset, parse_levels
+from clients.bench.grid import Cell, expand, load_grid_file, parse_params, parse_run
 from clients.bench.report import markdown_table, write_report
 from clients.bench.store import ResultsFile, read_rows
 from clients.bench.sweep import SweepOptions, run_sweep
@@ -84,9 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cells(args: argparse.Namespace):
-    defaults = {}
-    specs = []
+def _cells(args: argparse.Namespace) -> list[Cell]:
+    defaults: dict[str, Any] = {}
+    specs: list[dict[str, Any]] = []
     if args.grid:
         defaults, specs = load_grid_file(args.grid)
     defaults.update(parse_params(args.param))
@@ -96,11 +97,11 @@ def _cells(args: argparse.Namespace):
     return expand(specs or [parse_run(DEFAULT_RUN)], defaults)
 
 
-def _problems(args: argparse.Namespace):
+def _problems(args: argparse.Namespace) -> list[BenchProblem]:
     subset = Subset(limit=args.limit, levels=parse_levels(args.levels), seed=args.seed)
     fields = JsonlFields(args.question_field, args.answer_field, args.id_field, args.level_field)
     grader = None if args.grader == "auto" else args.grader
-    problems = []
+    problems: list[BenchProblem] = []
     for name in args.dataset:
         problems += load_dataset(name, subset, fields, grader)
     return problems
