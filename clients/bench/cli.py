@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from clients.bench.client import RequestRejected, RetryPolicy
 from clients.bench.datasets import BUILTIN, BenchProblem, JsonlFields, Subset, load_dataset, parse_levels
 from clients.bench.grid import Cell, expand, load_grid_file, parse_params, parse_run
@@ -40,7 +42,8 @@ examples:
   ponder bench report results/bon/{RESULTS_NAME}
 
 Rerunning the same command with the same --out resumes: problems already in
-{RESULTS_NAME} are skipped. Outputs in --out: {RESULTS_NAME} (one row per problem and
+{RESULTS_NAME} are skipped; other datasets or runs into the same --out add up, and
+the outputs always summarise the whole file. Outputs in --out: {RESULTS_NAME} (one row per problem and
 line point), summary.csv, unparseable.csv, plot.png, plot.json.
 """
 
@@ -133,12 +136,16 @@ def run(argv: list[str]) -> int:
     except RequestRejected as error:
         print(f"ponder bench: the server rejected a request: {error}", file=sys.stderr)
         return 2
+    except httpx.HTTPError as error:
+        print(f"ponder bench: cannot reach {args.server}: {type(error).__name__}: {error}",
+              file=sys.stderr)
+        return 2
     finally:
         results.close()
     wall = time.monotonic() - started
-    keep = {(p.dataset, p.id) for p in problems}
-    keys = {c.key for c in cells}
-    rows = [r for r in results.rows if (r["dataset"], r["problem_id"]) in keep and r["cell"] in keys]
+    # The folder's outputs always describe its whole results file (as `report` does),
+    # so runs of other datasets or grids into the same --out add up.
+    rows = results.rows
     print(f"{outcome.requests} requests in {wall:.1f} s, {outcome.skipped} already done "
           f"(resumed), {len(outcome.failures)} failed")
     if outcome.selection_mismatches:
