@@ -93,7 +93,8 @@ def test_jsonl_with_named_fields(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     fields = JsonlFields(question="q", answer="a", id="key", level="lvl")
     problems = load_dataset(str(path), Subset(), fields)
-    assert [(p.id, p.grader, p.level) for p in problems] == [("x1", "numeric", 1), ("x2", "math", 2)]
+    assert [(p.id, p.grader, p.level) for p in problems] == [
+        ("x1", "numeric", 1), ("x2", "math", 2)]
     assert [p.id for p in load_dataset(str(path), Subset(levels=(2,)), fields)] == ["x2"]
     with pytest.raises(ValueError, match="--question-field"):
         load_dataset(str(path))

@@ -60,7 +60,8 @@ def test_killed_and_resumed_sweep_equals_an_uninterrupted_one(ponder_server, tmp
     results = resumed / "results.jsonl"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and process.poll() is None:
-        if results.exists() and len({(r["problem_id"], r["cell"]) for r in read_rows(results)}) >= 2:
+        rows = read_rows(results)  # [] until the file exists
+        if len({(r["problem_id"], r["cell"]) for r in rows}) >= 2:
             os.kill(process.pid, signal.SIGKILL)
             break
         time.sleep(0.05)

@@ -13,7 +13,14 @@ from typing import Any
 import httpx
 
 from clients.bench.client import RequestRejected, RetryPolicy
-from clients.bench.datasets import BUILTIN, BenchProblem, JsonlFields, Subset, load_dataset, parse_levels
+from clients.bench.datasets import (
+    BUILTIN,
+    BenchProblem,
+    JsonlFields,
+    Subset,
+    load_dataset,
+    parse_levels,
+)
 from clients.bench.grid import Cell, expand, load_grid_file, parse_params, parse_run
 from clients.bench.report import markdown_table, write_report
 from clients.bench.store import ResultsFile, read_rows
@@ -43,8 +50,8 @@ examples:
 
 Rerunning the same command with the same --out resumes: problems already in
 {RESULTS_NAME} are skipped; other datasets or runs into the same --out add up, and
-the outputs always summarise the whole file. Outputs in --out: {RESULTS_NAME} (one row per problem and
-line point), summary.csv, unparseable.csv, plot.png, plot.json.
+the outputs always summarise the whole file. Outputs in --out: {RESULTS_NAME} (one
+row per problem and line point), summary.csv, unparseable.csv, plot.png, plot.json.
 """
 
 
@@ -82,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     client = parser.add_argument_group("client")
     client.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     client.add_argument("--retries", type=int, default=6, help="retries on 429/5xx/disconnects")
-    client.add_argument("--backoff", type=float, default=1.0, help="first retry delay (s), doubling")
+    client.add_argument("--backoff", type=float, default=1.0,
+                        help="first retry delay (s), doubling")
     client.add_argument("--timeout", type=float, default=1800.0, help="per-request timeout (s)")
     client.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser

@@ -198,7 +198,9 @@ def _expand_one(spec: dict[str, Any]) -> list[Cell]:
 
 def _cell(spec: dict[str, Any], swept: list[str]) -> Cell:
     strategy = str(spec["strategy"])
-    params = {k: v for k, v in spec.items() if k not in _SPECIAL and not k.startswith(_BUDGET_PREFIX)}
+    params = {
+        k: v for k, v in spec.items() if k not in _SPECIAL and not k.startswith(_BUDGET_PREFIX)
+    }
     budget = {
         k[len(_BUDGET_PREFIX) :]: v
         for k, v in spec.items()

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 from clients.bench.store import Row
 
 _Z95 = 1.959963984540054
+_UNPARSEABLE_COLUMNS = ("dataset", "label", "setting", "problem_id", "answer", "answer_tail")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ def summarize(rows: Iterable[Row]) -> list[SummaryRow]:
     summary = []
     for (dataset, label, setting), members in groups.items():
         correct = sum(bool(r["correct"]) for r in members)
+        usages = [r["usage"] for r in members]
         low, high = wilson_interval(correct, len(members))
         summary.append(
             SummaryRow(
@@ -77,8 +79,8 @@ def summarize(rows: Iterable[Row]) -> list[SummaryRow]:
                 ci95_low=round(low, 4),
                 ci95_high=round(high, 4),
                 unparseable=sum(not r["parsed"] for r in members),
-                mean_generated_tokens=round(fmean(r["usage"]["generated_tokens"] for r in members), 1),
-                mean_reward_calls=round(fmean(r["usage"].get("reward_calls", 0) for r in members), 2),
+                mean_generated_tokens=round(fmean(u["generated_tokens"] for u in usages), 1),
+                mean_reward_calls=round(fmean(u.get("reward_calls", 0) for u in usages), 2),
                 mean_latency_s=round(fmean(r["latency_s"] for r in members), 2),
             )
         )
@@ -132,7 +134,7 @@ def write_plot(data: dict[str, dict[str, list[PlotPoint]]], path: Path, title: s
 def unparseable(rows: Iterable[Row]) -> list[dict[str, Any]]:
     """Predictions graded wrong because no answer could be read from them."""
     return [
-        {k: r.get(k) for k in ("dataset", "label", "setting", "problem_id", "answer", "answer_tail")}
+        {k: r.get(k) for k in _UNPARSEABLE_COLUMNS}
         for r in rows
         if not r["parsed"]
     ]
@@ -155,8 +157,7 @@ def write_report(rows: list[Row], out: Path) -> list[SummaryRow]:
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(rows)
     _write_csv(out / "summary.csv", [asdict(s) for s in summary], list(SummaryRow.__annotations__))
-    _write_csv(out / "unparseable.csv", unparseable(rows),
-               ["dataset", "label", "setting", "problem_id", "answer", "answer_tail"])
+    _write_csv(out / "unparseable.csv", unparseable(rows), list(_UNPARSEABLE_COLUMNS))
     data = plot_data(summary)
     (out / "plot.json").write_text(json.dumps(
         {d: {label: [asdict(p) for p in points] for label, points in lines.items()}

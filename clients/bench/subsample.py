@@ -48,7 +48,8 @@ def select(candidates: list[dict[str, Any]], selection: str) -> str | None:
     if selection == "majority":
         chosen = select_majority(pool)
     else:
-        chosen = select_by_reward(pool, [c.score for c in pool], selection)  # type: ignore[arg-type]
+        rewards = [c.score for c in pool]
+        chosen = select_by_reward(pool, rewards, selection)  # type: ignore[arg-type]
     return chosen.answer if chosen else None
 
 
