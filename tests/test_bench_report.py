@@ -76,3 +76,14 @@ def test_report_command_rebuilds_from_a_results_file(tmp_path: Path, capsys) -> 
     assert "| arithmetic | beam_search | budget.max_tokens=1024 | 1.00" in capsys.readouterr().out
     assert (tmp_path / "again" / "plot.png").exists()
     assert bench_main(["report", str(tmp_path / "missing.jsonl")]) == 2
+
+
+def test_ponder_bench_is_a_subcommand_of_ponder(capsys) -> None:
+    from server.cli import main as ponder_main
+
+    with pytest.raises(SystemExit) as exited:
+        ponder_main(["bench", "--help"])
+    assert exited.value.code == 0
+    help_text = capsys.readouterr().out
+    assert "--concurrency" in help_text and "ponder bench report" in help_text
+    assert ponder_main(["bench", "--dataset", "nope.jsonl", "--out", "/tmp/x"]) == 2
