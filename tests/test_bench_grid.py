@@ -96,3 +96,18 @@ def test_subsample_sizes() -> None:
     assert subsample_sizes(1) == (1,)
     assert subsample_sizes(8) == (1, 2, 4, 8)
     assert subsample_sizes(12) == (1, 2, 4, 8, 12)
+
+
+def test_a_budget_in_the_toml_defaults_applies_to_every_run(tmp_path: Path) -> None:
+    grid = tmp_path / "grid.toml"
+    grid.write_text(
+        '[defaults]\nbudget = { max_tokens = [128, 256] }\n'
+        '[[run]]\nstrategy = "mcts"\nsimulations = 8\n'
+        '[[run]]\nstrategy = "dvts"\nn = 4\n'
+    )
+    defaults, runs = load_grid_file(grid)
+    cells = expand(runs, defaults)
+    assert sorted((c.strategy, c.budget["max_tokens"]) for c in cells) == [
+        ("dvts", 128), ("dvts", 256), ("mcts", 128), ("mcts", 256)
+    ]
+    assert all("budget" not in c.params for c in cells)

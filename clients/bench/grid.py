@@ -150,7 +150,8 @@ def load_grid_file(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     runs = data.get("run", [])
     if not runs:
         raise ValueError(f"{path}: no [[run]] tables")
-    return dict(data.get("defaults", {})), [_flatten_budget(run) for run in runs]
+    defaults = _flatten_budget(dict(data.get("defaults", {})))
+    return defaults, [_flatten_budget(run) for run in runs]
 
 
 def _flatten_budget(spec: dict[str, Any]) -> dict[str, Any]:
