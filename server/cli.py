@@ -1,4 +1,4 @@
-"""The `ponder` command: `ponder serve` and `ponder prepare-model`."""
+"""The `ponder` command: `ponder serve`, `ponder prepare-model` and `ponder bench`."""
 
 from __future__ import annotations
 
@@ -56,10 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare-model", help="convert the embedded default model into the cache (once)"
     )
     prepare.add_argument("--cache-dir", default=None, help="cache folder [env PONDER_CACHE]")
+    # Listed for `ponder --help`; its arguments are parsed by clients.bench.cli.
+    commands.add_parser(
+        "bench", help="benchmark accuracy vs compute against a server", add_help=False
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "bench":
+        from clients.bench.cli import main as bench_main
+
+        return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "serve":

@@ -1,0 +1,7 @@
+"""`python -m clients.bench ...` works without the server's dependencies installed."""
+
+import sys
+
+from clients.bench.cli import main
+
+sys.exit(main())

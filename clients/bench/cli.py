@@ -1,0 +1,195 @@
+"""`ponder bench` (run a sweep) and `ponder bench report` (rebuild its tables and plot)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from clients.bench.client import RequestRejected, RetryPolicy
+from clients.bench.datasets import (
+    BUILTIN,
+    BenchProblem,
+    JsonlFields,
+    Subset,
+    load_dataset,
+    parse_levels,
+)
+from clients.bench.grid import Cell, expand, load_grid_file, parse_params, parse_run
+from clients.bench.report import markdown_table, write_report
+from clients.bench.store import ResultsFile, read_rows
+from clients.bench.sweep import SweepOptions, run_sweep
+
+RESULTS_NAME = "results.jsonl"
+DEFAULT_RUN = "best_of_n n=16 selection=weighted"
+
+_EPILOG = f"""\
+runs (--run, repeatable): a strategy then key=value pairs; comma-separated values
+are swept. Keys are /v1/solve fields (n, selection, max_new_tokens, temperature,
+seed, any strategy parameter), budget.max_tokens / budget.max_reward_calls /
+budget.time_limit_s, reward, and label (the plot line's name). best_of_n with one n
+is run once and subsampled into curves for n = 1, 2, 4, ... (majority, and with a
+reward selection also weighted and max_reward); subsample=false sends each n.
+seed is a base: each problem gets base + hash(problem id); seed=none sends none.
+Default run: "{DEFAULT_RUN}".
+
+examples:
+  ponder bench --server http://127.0.0.1:8000 --dataset arithmetic --levels 1 --limit 20 \\
+      --run "best_of_n n=8 selection=weighted" --param reward=arithmetic --out results/bon
+  ponder bench --dataset gsm8k --limit 50 --seed 1 --param max_new_tokens=256 \\
+      --run "best_of_n n=16 selection=weighted" \\
+      --run "beam_search budget.max_tokens=512,1024,2048,4096" --out results/gsm8k
+  ponder bench --dataset arithmetic --grid clients/bench/grids/scaling.toml --out results/grid
+  ponder bench report results/bon/{RESULTS_NAME}
+
+Rerunning the same command with the same --out resumes: problems already in
+{RESULTS_NAME} are skipped; other datasets or runs into the same --out add up, and
+the outputs always summarise the whole file. Outputs in --out: {RESULTS_NAME} (one
+row per problem and line point), summary.csv, unparseable.csv, plot.png, plot.json.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ponder bench",
+        description="Accuracy vs inference compute of search strategies on a running Ponder "
+        "server (HTTP only). `ponder bench report RESULTS.jsonl` rebuilds the outputs.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--server", default="http://127.0.0.1:8000", help="Ponder base URL")
+    parser.add_argument("--dataset", action="append", required=True,
+                        help=f"one of {', '.join(BUILTIN)} or a JSONL path (repeatable)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (resumable)")
+    subset = parser.add_argument_group("problem subset")
+    subset.add_argument("--limit", type=int, help="problems per dataset (arithmetic: default 100)")
+    subset.add_argument("--levels", help="difficulty levels, e.g. 1 or 1,2 or 1-3 "
+                        "(arithmetic: operations per problem; math500: MATH level)")
+    subset.add_argument("--seed", type=int, help="sample --limit problems with this seed "
+                        "(arithmetic: the generator's seed, default 0)")
+    jsonl = parser.add_argument_group("JSONL datasets")
+    jsonl.add_argument("--question-field", default="question")
+    jsonl.add_argument("--answer-field", default="answer")
+    jsonl.add_argument("--id-field", help="stable problem id (default: line index)")
+    jsonl.add_argument("--level-field", help="field --levels filters on")
+    jsonl.add_argument("--grader", choices=["auto", "numeric", "math"], default="auto",
+                       help="auto: numeric when the gold is a plain number, else math-verify")
+    grid = parser.add_argument_group("what to run")
+    grid.add_argument("--run", action="append", default=[], help="a run spec (see below)")
+    grid.add_argument("--grid", type=Path, help="TOML file with [defaults] and [[run]] tables")
+    grid.add_argument("--param", action="append", default=[],
+                      help="key=value applied to every run unless it sets the key")
+    grid.add_argument("--reward", help="reward client for every run (same as --param reward=NAME)")
+    client = parser.add_argument_group("client")
+    client.add_argument("--concurrency", type=int, default=4, help="requests in flight")
+    client.add_argument("--retries", type=int, default=6, help="retries on 429/5xx/disconnects")
+    client.add_argument("--backoff", type=float, default=1.0,
+                        help="first retry delay (s), doubling")
+    client.add_argument("--timeout", type=float, default=1800.0, help="per-request timeout (s)")
+    client.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _cells(args: argparse.Namespace) -> list[Cell]:
+    defaults: dict[str, Any] = {}
+    specs: list[dict[str, Any]] = []
+    if args.grid:
+        defaults, specs = load_grid_file(args.grid)
+    defaults.update(parse_params(args.param))
+    if args.reward:
+        defaults["reward"] = args.reward
+    specs += [parse_run(text) for text in args.run]
+    return expand(specs or [parse_run(DEFAULT_RUN)], defaults)
+
+
+def _problems(args: argparse.Namespace) -> list[BenchProblem]:
+    subset = Subset(limit=args.limit, levels=parse_levels(args.levels), seed=args.seed)
+    fields = JsonlFields(args.question_field, args.answer_field, args.id_field, args.level_field)
+    grader = None if args.grader == "auto" else args.grader
+    problems: list[BenchProblem] = []
+    for name in args.dataset:
+        problems += load_dataset(name, subset, fields, grader)
+    return problems
+
+
+def run(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cells = _cells(args)
+        problems = _problems(args)
+    except (ValueError, OSError) as error:
+        print(f"ponder bench: {error}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    with (args.out / "commands.txt").open("a") as log:
+        log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} "
+                  f"ponder bench {shlex.join(argv)}\n")
+    results = ResultsFile(args.out / RESULTS_NAME)
+    options = SweepOptions(
+        server=args.server,
+        concurrency=args.concurrency,
+        retry=RetryPolicy(retries=args.retries, backoff_s=args.backoff),
+        timeout_s=args.timeout,
+        progress=not args.no_progress,
+    )
+    started = time.monotonic()
+    try:
+        outcome = asyncio.run(run_sweep(problems, cells, results, options))
+    except RequestRejected as error:
+        print(f"ponder bench: the server rejected a request: {error}", file=sys.stderr)
+        return 2
+    except httpx.HTTPError as error:
+        print(f"ponder bench: cannot reach {args.server}: {type(error).__name__}: {error}",
+              file=sys.stderr)
+        return 2
+    finally:
+        results.close()
+    wall = time.monotonic() - started
+    # The folder's outputs always describe its whole results file (as `report` does),
+    # so runs of other datasets or grids into the same --out add up.
+    rows = results.rows
+    print(f"{outcome.requests} requests in {wall:.1f} s, {outcome.skipped} already done "
+          f"(resumed), {len(outcome.failures)} failed")
+    if outcome.selection_mismatches:
+        print(f"warning: {outcome.selection_mismatches} subsampled picks at N_max differ from "
+              "the server's answer", file=sys.stderr)
+    if rows:
+        print(markdown_table(write_report(rows, args.out)))
+        print(f"outputs in {args.out}/: {RESULTS_NAME} summary.csv unparseable.csv plot.png")
+    for failure in outcome.failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    if outcome.failures:
+        print("rerun the same command to retry the failed requests", file=sys.stderr)
+        return 1
+    return 0
+
+
+def report(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ponder bench report",
+        description="Rebuild summary.csv, unparseable.csv and plot.png from a results file.",
+    )
+    parser.add_argument("results", type=Path, help=RESULTS_NAME + " of a bench run")
+    parser.add_argument("--out", type=Path, help="output folder (default: the file's folder)")
+    args = parser.parse_args(argv)
+    rows = read_rows(args.results)
+    if not rows:
+        print(f"ponder bench report: no rows in {args.results}", file=sys.stderr)
+        return 2
+    out = args.out or args.results.parent
+    print(markdown_table(write_report(rows, out)))
+    print(f"outputs in {out}/: summary.csv unparseable.csv plot.png plot.json")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "report":
+        return report(argv[1:])
+    return run(argv)

@@ -1,0 +1,183 @@
+"""Runs a grid against a server: every cell × every problem, concurrently, resumably.
+
+Each finished request is graded and appended to the results file at once (see
+`store`), so progress survives a kill; a restart skips what is on disk. A request
+the server rejects (4xx) stops the sweep, because every other problem of that cell
+would be rejected too; one that stays busy past its retries is reported and left
+for the next run of the same command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from clients.bench.client import RequestRejected, RetriesExhausted, RetryPolicy, SolveClient, Solved
+from clients.bench.datasets import BenchProblem
+from clients.bench.grading import grade
+from clients.bench.grid import Cell
+from clients.bench.store import ResultsFile, Row
+from clients.bench.subsample import subsample
+
+_TAIL_CHARS = 200
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    server: str
+    concurrency: int = 4
+    retry: RetryPolicy = RetryPolicy()
+    timeout_s: float = 1800.0
+    progress: bool = True
+
+
+@dataclass
+class SweepOutcome:
+    requests: int = 0
+    skipped: int = 0
+    failures: list[str] = field(default_factory=list)
+    #: Subsampled picks at N_max that differ from the server's own answer (should be 0).
+    selection_mismatches: int = 0
+
+
+def rows_for(problem: BenchProblem, cell: Cell, solved: Solved, model: str) -> list[Row]:
+    """The graded result rows one response yields (several for a subsampled best-of-N)."""
+    body = solved.body
+    base: Row = {
+        "dataset": problem.dataset,
+        "problem_id": problem.id,
+        "level": problem.level,
+        "gold": problem.gold,
+        "cell": cell.key,
+        "strategy": cell.strategy,
+        "params": cell.params,
+        "budget": cell.budget,
+        "reward": body.get("reward"),
+        "model": model,
+        "stopped_reason": body["stopped_reason"],
+        "latency_s": round(solved.latency_s, 3),
+        "server_s": body["timing"]["total_s"],
+        "attempts": solved.attempts,
+    }
+    if not cell.subsample:
+        return [_graded(problem, base, cell.label, cell.setting, body["answer"], body["usage"],
+                        body.get("answer_text"))]
+    rest = "" if cell.setting == "default" else f",{cell.setting}"
+    rows = []
+    for pick in subsample(body, cell.subsample, cell.selections):
+        row = _graded(problem, base, f"{cell.label}/{pick.selection}", f"n={pick.n}{rest}",
+                      pick.answer, pick.usage, None)
+        # Latency is the N_max run's: on a batching engine a smaller N costs about as much.
+        row["subsampled_from"] = len(body["candidates"])
+        rows.append(row)
+    # The samples themselves, once, so selections can be replayed from the file later.
+    rows[0]["samples"] = [
+        {k: c.get(k) for k in ("answer", "score", "mean_logprob", "num_tokens", "finish_reason")}
+        for c in body["candidates"]
+    ]
+    rows[0]["server_answer"] = body["answer"]
+    return rows
+
+
+def _graded(
+    problem: BenchProblem,
+    base: Row,
+    label: str,
+    setting: str,
+    answer: str | None,
+    usage: dict[str, Any],
+    answer_text: str | None,
+) -> Row:
+    result = grade(problem.grader, problem.gold, answer)
+    row = {**base, "label": label, "setting": setting, "answer": answer,
+           "correct": result.correct, "parsed": result.parsed, "usage": usage}
+    if not result.parsed and answer_text:
+        row["answer_tail"] = answer_text[-_TAIL_CHARS:]
+    return row
+
+
+def _headline(cell: Cell, rows: list[Row]) -> Row:
+    """The row that stands for the request itself: the one the server answered."""
+    if not cell.subsample:
+        return rows[0]
+    wanted = cell.params.get("selection", "majority")
+    at_max = [r for r in rows if r["label"].endswith("/" + wanted)]
+    return at_max[-1]
+
+
+class _Progress:
+    """A progress bar with accuracy so far and generated tokens per second."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, disable=not enabled, file=sys.stderr, unit="req",
+                        dynamic_ncols=True)
+        self.correct = self.graded = self.tokens = 0
+        self.started = time.monotonic()
+
+    def update(self, headline: Row, generated_tokens: int) -> None:
+        self.graded += 1
+        self.correct += bool(headline["correct"])
+        self.tokens += generated_tokens
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        self.bar.set_postfix(acc=f"{self.correct / self.graded:.3f}",
+                             tok_s=f"{self.tokens / elapsed:.0f}", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+async def run_sweep(
+    problems: list[BenchProblem],
+    cells: list[Cell],
+    results: ResultsFile,
+    options: SweepOptions,
+) -> SweepOutcome:
+    outcome = SweepOutcome()
+    todo: asyncio.Queue[tuple[Cell, BenchProblem]] = asyncio.Queue()
+    for cell in cells:
+        for problem in problems:
+            if (problem.dataset, problem.id, cell.key) in results.done:
+                outcome.skipped += 1
+            else:
+                todo.put_nowait((cell, problem))
+    if todo.empty():
+        return outcome
+    progress = _Progress(todo.qsize(), options.progress)
+    async with SolveClient(options.server, options.timeout_s, options.retry) as client:
+        model = await client.model_name()
+
+        async def worker() -> None:
+            while not todo.empty():
+                cell, problem = todo.get_nowait()
+                try:
+                    solved = await client.solve(cell.request(problem.question, problem.id))
+                except RetriesExhausted as error:
+                    outcome.failures.append(f"{problem.id} {cell.label} {cell.setting}: {error}")
+                    continue
+                except RequestRejected as error:
+                    raise RequestRejected(
+                        f"{cell.strategy} {cell.setting} ({problem.id}): {error}"
+                    ) from None
+                rows = rows_for(problem, cell, solved, model)
+                results.append(rows)
+                outcome.requests += 1
+                headline = _headline(cell, rows)
+                if cell.subsample and headline["answer"] != solved.body["answer"]:
+                    outcome.selection_mismatches += 1
+                progress.update(headline, solved.body["usage"]["generated_tokens"])
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(max(1, options.concurrency)):
+                    group.create_task(worker())
+        except* RequestRejected as rejected:
+            raise rejected.exceptions[0] from None
+        finally:
+            progress.close()
+    return outcome
