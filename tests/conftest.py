@@ -11,6 +11,7 @@ import pytest
 
 from server.model_prep import prepare_embedded_model
 from tests.servers import ENGINE_FLAGS, RunningServer, ponder_command, start_server
+from tests.tiny_models import build_tiny_qwen_prm, build_tiny_token_prm
 
 #: Server maximums the session server runs with; tests check requests against them.
 MAX_N = 32
@@ -20,6 +21,16 @@ MAX_NEW_TOKENS = 256
 @pytest.fixture(scope="session")
 def embedded_model() -> Path:
     return prepare_embedded_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_prms(embedded_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Random-weight PRMs (Qwen2 PRM with `<extra_0>`, Llama with `ки`), built once."""
+    root = tmp_path_factory.mktemp("tiny-prms")
+    return {
+        "qwen": build_tiny_qwen_prm(embedded_model, root / "qwen-prm"),
+        "token": build_tiny_token_prm(embedded_model, root / "token-prm"),
+    }
 
 
 @pytest.fixture(scope="session")
