@@ -87,18 +87,21 @@ def engine(model: Path | str, memory: float) -> EngineOptions:
                          enforce_eager=True, block_size=32)
 
 
-async def open_client(name: str, models: dict[str, Path]) -> tuple[RewardModel, Any]:
-    """The client and the thing to close afterwards (None when nothing runs)."""
+async def open_client(name: str, models: dict[str, Path], open_backends: dict[str, Any]
+                      ) -> RewardModel:
+    """The client; engines it starts are kept in `open_backends` (the two token-logit
+    formats share one) and closed by the caller."""
     if name == "arithmetic":
-        return ArithmeticVerifier(), None
+        return ArithmeticVerifier()
     if name == "self-judge":
-        policy = VLLMPolicy.start(engine(prepare_embedded_model(), 0.2))
-        return SelfJudge(policy), policy
-    pooling = name == "qwen"
-    backend = LocalPRMBackend.start(engine(models["qwen" if pooling else "token"], 0.1), pooling)
-    if pooling:
-        return QwenPRM(backend), backend
-    return TokenLogitPRM(backend, name), backend  # type: ignore[arg-type]
+        open_backends["policy"] = VLLMPolicy.start(engine(prepare_embedded_model(), 0.2))
+        return SelfJudge(open_backends["policy"])
+    key = "qwen" if name == "qwen" else "token"
+    if key not in open_backends:
+        open_backends[key] = LocalPRMBackend.start(engine(models[key], 0.1), key == "qwen")
+    if key == "qwen":
+        return QwenPRM(open_backends[key])
+    return TokenLogitPRM(open_backends[key], name)  # type: ignore[arg-type]
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -109,15 +112,18 @@ async def main(args: argparse.Namespace) -> None:
     models = {"qwen": build_tiny_qwen_prm(embedded, root / "qwen"),
               "token": build_tiny_token_prm(embedded, root / "token")}
     rows = []
-    for name in args.only or CLIENTS:
-        reward, closable = await open_client(name, models)
-        try:
+    open_backends: dict[str, Any] = {}
+    try:
+        for name in args.only or CLIENTS:
+            reward = await open_client(name, models, open_backends)
             batched, single = await measure(reward, solutions, args.runs)
-        finally:
-            if closable is not None:
-                await closable.close()
-        rows.append((name, batched, single))
-        print(f"{name}: batched {batched:.2f} s, one at a time {single:.2f} s", flush=True)
+            rows.append((name, batched, single))
+            print(f"{name}: batched {batched:.2f} s, one at a time {single:.2f} s", flush=True)
+            for key in [k for k in open_backends if k != "token" or name == "rlhflow"]:
+                await open_backends.pop(key).close()  # one engine at a time
+    finally:
+        for backend in open_backends.values():
+            await backend.close()
     print(f"\n{args.solutions} solutions x {args.steps} steps = {steps} steps; "
           f"median of {args.runs} runs\n")
     print("| client | batched: 1 call | one solution per call: "

@@ -39,15 +39,8 @@ async def open_policy(settings: Settings) -> PolicyBackend:
 
     model = settings.policy or str(prepare_embedded_model(settings.cache_dir))
     return VLLMPolicy.start(
-        EngineOptions(
-            model=model,
-            served_model_name=settings.model_name,
-            max_model_len=settings.max_model_len,
-            gpu_memory_utilization=settings.gpu_memory_utilization,
-            enforce_eager=settings.enforce_eager,
-            block_size=settings.block_size,
-            dtype=settings.dtype,
-            tensor_parallel_size=settings.tensor_parallel_size,
+        EngineOptions.from_settings(
+            settings, model, settings.model_name, settings.gpu_memory_utilization
         )
     )
 

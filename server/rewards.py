@@ -115,15 +115,8 @@ def _prm_engine_options(settings: Settings):  # -> EngineOptions (vLLM import de
     from server.policy.vllm_engine import EngineOptions
 
     assert settings.prm is not None
-    return EngineOptions(
-        model=settings.prm,
-        served_model_name=PRM_NAME,
-        max_model_len=settings.max_model_len,
-        gpu_memory_utilization=settings.prm_gpu_memory_utilization,
-        enforce_eager=settings.enforce_eager,
-        block_size=settings.block_size,
-        dtype=settings.dtype,
-        tensor_parallel_size=settings.tensor_parallel_size,
+    return EngineOptions.from_settings(
+        settings, settings.prm, PRM_NAME, settings.prm_gpu_memory_utilization
     )
 
 

@@ -35,18 +35,20 @@ def tiny_prms(embedded_model: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="session")
 def ponder_server(
-    embedded_model: Path, tmp_path_factory: pytest.TempPathFactory
+    embedded_model: Path, tiny_prms: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    """A live `ponder serve` on the embedded model (real vLLM), shared by all tests.
+    """A live `ponder serve` on the embedded model (real vLLM), shared by all tests,
+    with the tiny Qwen2 PRM as a second in-process engine (reward "prm").
 
     Stopping it at the end doubles as the lifecycle check: SIGTERM must leave no
-    engine process behind.
+    engine process (policy or PRM) behind.
     """
     log = tmp_path_factory.mktemp("ponder") / "server.log"
     server = start_server(
         ponder_command(
             "--policy", str(embedded_model), "--served-model-name", "smollm2-135m-instruct",
             "--block-size", "32", "--max-n", str(MAX_N), "--reward", "arithmetic,self-judge",
+            "--prm", str(tiny_prms["qwen"]), "--prm-gpu-memory-utilization", "0.1",
             "--max-new-tokens", str(MAX_NEW_TOKENS), *ENGINE_FLAGS,
         ),
         log,

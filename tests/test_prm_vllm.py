@@ -24,7 +24,7 @@ from search_strategies.reward import RewardError, metering_reward_tokens, valida
 from server.policy.vllm_engine import EngineOptions
 from server.prm.remote import RemotePRMBackend
 from server.prm.vllm_local import LocalPRMBackend
-from tests.servers import RunningServer, start_server
+from tests.servers import RunningServer, launch_server, wait_healthy
 
 T = TypeVar("T")
 QUESTION = "Sam has 3 bags with 4 marbles in each bag. How many marbles does Sam have?"
@@ -70,43 +70,47 @@ def _local(loop: LoopThread, model: Path, pooling: bool) -> LocalPRMBackend:
     return loop.run(start())
 
 
-def _serve(model: Path, log: Path, *extra: str) -> RunningServer:
-    return start_server(
-        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
-         "--served-model-name", "tiny-prm", "--host", "127.0.0.1", "--port", "{port}",
-         *FLAGS, *extra],
-        log,
-        "/health",
-    )
+@pytest.fixture(scope="module")
+def remotes(tiny_prms: dict[str, Path], tmp_path_factory) -> Iterator[dict[str, RunningServer]]:
+    """Both `vllm serve` PRMs, launched before the in-process engines so they boot
+    while those start; each test waits for the one it uses."""
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+               "--served-model-name", "tiny-prm", "--host", "127.0.0.1", "--port", "{port}",
+               *FLAGS]
+    logs = tmp_path_factory.mktemp("prm-serve")
+    servers = {
+        "qwen": launch_server(
+            command + ["--model", str(tiny_prms["qwen"]),
+                       "--pooler-config", f'{{"step_tag_id": {TAG_ID}}}'], logs / "qwen.log"),
+        "token": launch_server(command + ["--model", str(tiny_prms["token"])], logs / "token.log"),
+    }
+    yield servers
+    leftovers = [server.stop() for server in servers.values()]
+    assert not any(leftovers), f"vllm serve left processes behind: {leftovers}"
 
 
 @pytest.fixture(scope="module")
-def qwen_local(loop: LoopThread, tiny_prms: dict[str, Path]) -> Iterator[LocalPRMBackend]:
+def qwen_local(loop: LoopThread, tiny_prms, remotes) -> Iterator[LocalPRMBackend]:
     backend = _local(loop, tiny_prms["qwen"], pooling=True)
     yield backend
     loop.run(backend.close())
 
 
 @pytest.fixture(scope="module")
-def token_local(loop: LoopThread, tiny_prms: dict[str, Path]) -> Iterator[LocalPRMBackend]:
+def token_local(loop: LoopThread, tiny_prms, remotes) -> Iterator[LocalPRMBackend]:
     backend = _local(loop, tiny_prms["token"], pooling=False)
     yield backend
     loop.run(backend.close())
 
 
 @pytest.fixture(scope="module")
-def qwen_server(tiny_prms: dict[str, Path], tmp_path_factory) -> Iterator[RunningServer]:
-    log = tmp_path_factory.mktemp("qwen-serve") / "vllm.log"
-    server = _serve(tiny_prms["qwen"], log, "--pooler-config", f'{{"step_tag_id": {TAG_ID}}}')
-    yield server
-    assert not server.stop(), "vllm serve left processes behind"
+def qwen_server(remotes: dict[str, RunningServer]) -> RunningServer:
+    return wait_healthy(remotes["qwen"], "/health")
 
 
 @pytest.fixture(scope="module")
-def token_server(tiny_prms: dict[str, Path], tmp_path_factory) -> Iterator[RunningServer]:
-    server = _serve(tiny_prms["token"], tmp_path_factory.mktemp("token-serve") / "vllm.log")
-    yield server
-    assert not server.stop(), "vllm serve left processes behind"
+def token_server(remotes: dict[str, RunningServer]) -> RunningServer:
+    return wait_healthy(remotes["token"], "/health")
 
 
 def _score(loop: LoopThread, client: Any, solutions: list[list[str]]) -> list[list[float]]:

@@ -26,6 +26,7 @@ def _tokenizer_with(tokens: list[str], special: bool, source: Path, target: Path
     from tokenizers import AddedToken
     from transformers import AutoTokenizer
 
+    target.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(source)
     tokenizer.add_tokens([AddedToken(t, special=special, normalized=False) for t in tokens])
     tokenizer.save_pretrained(target)
@@ -35,8 +36,13 @@ def _tokenizer_with(tokens: list[str], special: bool, source: Path, target: Path
     return len(tokenizer)
 
 
-def _padded(vocab: int) -> int:
-    return (vocab + 63) // 64 * 64
+def _shape(vocab: int) -> dict:
+    """The tiny transformer's size; the vocabulary padded to a multiple of 64."""
+    return dict(
+        vocab_size=(vocab + 63) // 64 * 64, hidden_size=_HIDDEN, intermediate_size=256,
+        num_hidden_layers=_LAYERS, num_attention_heads=_HEADS, num_key_value_heads=_HEADS,
+        head_dim=_HIDDEN // _HEADS, max_position_embeddings=2048, tie_word_embeddings=False,
+    )
 
 
 def _save(state: dict[str, torch.Tensor], config: dict, target: Path) -> None:
@@ -50,13 +56,7 @@ def build_tiny_qwen_prm(tokenizer_source: Path, target: Path, seed: int = 0) -> 
     """A `Qwen2ForProcessRewardModel` (Qwen2 body, score head h->h->2) with `<extra_0>`."""
     from transformers import Qwen2Config, Qwen2Model
 
-    target.mkdir(parents=True, exist_ok=True)
-    vocab = _padded(_tokenizer_with([QWEN_STEP_TAG], True, tokenizer_source, target))
-    config = Qwen2Config(
-        vocab_size=vocab, hidden_size=_HIDDEN, intermediate_size=256,
-        num_hidden_layers=_LAYERS, num_attention_heads=_HEADS, num_key_value_heads=_HEADS,
-        head_dim=_HIDDEN // _HEADS, max_position_embeddings=2048, tie_word_embeddings=False,
-    )
+    config = Qwen2Config(**_shape(_tokenizer_with([QWEN_STEP_TAG], True, tokenizer_source, target)))
     torch.manual_seed(seed)
     body = Qwen2Model(config)
     state = {f"model.{k}": v for k, v in body.state_dict().items()}
@@ -76,14 +76,8 @@ def build_tiny_token_prm(tokenizer_source: Path, target: Path, seed: int = 0) ->
     """A `LlamaForCausalLM` whose tokenizer has `ки` (and `+`/`-`) as single tokens."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    target.mkdir(parents=True, exist_ok=True)
-    vocab = _padded(_tokenizer_with([SHEPHERD_STEP_TAG], False, tokenizer_source, target))
-    config = LlamaConfig(
-        vocab_size=vocab, hidden_size=_HIDDEN, intermediate_size=256,
-        num_hidden_layers=_LAYERS, num_attention_heads=_HEADS, num_key_value_heads=_HEADS,
-        head_dim=_HIDDEN // _HEADS, max_position_embeddings=2048, tie_word_embeddings=False,
-        bos_token_id=1, eos_token_id=2,
-    )
+    vocab = _tokenizer_with([SHEPHERD_STEP_TAG], False, tokenizer_source, target)
+    config = LlamaConfig(**_shape(vocab), bos_token_id=1, eos_token_id=2)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     with torch.no_grad():  # a spread-out next-token distribution, not a flat one
