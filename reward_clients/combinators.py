@@ -27,7 +27,9 @@ class WeightedEnsemble:
             raise ValueError("an ensemble needs at least one member")
         for member, weight in members:
             if not (math.isfinite(weight) and weight > 0):
-                raise ValueError(f"weight of {member.name!r} must be a positive number, got {weight}")
+                raise ValueError(
+                    f"weight of {member.name!r} must be a positive number, got {weight}"
+                )
         self.members = list(members)
         self._name = name
         self._total = math.fsum(w for _, w in members)

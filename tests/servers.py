@@ -70,7 +70,9 @@ def launch_server(args: list[str], log_path: Path) -> RunningServer:
     return RunningServer(process, f"http://127.0.0.1:{port}", log_path)
 
 
-def wait_healthy(server: RunningServer, health_path: str, timeout_s: float = 400.0) -> RunningServer:
+def wait_healthy(
+    server: RunningServer, health_path: str, timeout_s: float = 400.0
+) -> RunningServer:
     """Wait until `health_path` answers 200; stop the server and raise if it never does."""
     deadline = time.monotonic() + timeout_s
     name = server.process.args[:4] if isinstance(server.process.args, list) else server.url

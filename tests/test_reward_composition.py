@@ -1,4 +1,4 @@
-"""Reward plumbing without engines: formats, ensemble, fallback, `--reward` parsing, token metering."""
+"""Reward plumbing without engines: formats, ensemble, fallback, `--reward`, token metering."""
 
 from __future__ import annotations
 
@@ -112,7 +112,8 @@ def test_fallback_does_not_hide_bad_scores() -> None:
 
 def test_reward_tokens_are_charged_per_call_including_ensemble_members() -> None:
     budget = Budget(BudgetLimits())
-    ensemble = WeightedEnsemble([(Constant("a", 0.2, tokens=30), 1), (Constant("b", 0.4, tokens=12), 1)])
+    members = [(Constant("a", 0.2, tokens=30), 1.0), (Constant("b", 0.4, tokens=12), 1.0)]
+    ensemble = WeightedEnsemble(members)
     metered = MeteredReward(ensemble, budget)
     assert run(metered.score("q", [["x"]])) == [[pytest.approx(0.3)]]
     run(metered.score("q", [["x"]]))
