@@ -221,3 +221,8 @@ def test_token_logit_prm_remote_equals_in_process(loop, token_local, token_serve
     assert _close(_score(loop, remote, SOLUTIONS), _score(loop, TokenLogitPRM(token_local, fmt),
                                                           SOLUTIONS))
     loop.run(remote.backend.close())
+
+
+def test_math_shepherd_refuses_a_step_containing_the_tag(loop, token_local) -> None:
+    with pytest.raises(RewardError, match="2 steps but its PRM input has 3 step tags"):
+        _score(loop, TokenLogitPRM(token_local, "math-shepherd"), [["a ки b", "c"]])
