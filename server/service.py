@@ -15,7 +15,6 @@ from typing import Protocol
 from pydantic import ValidationError
 
 from reward_clients.combinators import ContinueWithoutReward
-
 from search_strategies.budget import Budget, BudgetLimits, MeteredPolicy, MeteredReward
 from search_strategies.params import ServerLimits, StrategyParams
 from search_strategies.protocols import Policy, Problem
