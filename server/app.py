@@ -13,10 +13,10 @@ from typing import AsyncIterator, Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from reward_clients.registry import build_rewards
 from server.disconnect import ClientDisconnected, cancel_on_disconnect
 from server.errors import InvalidRequest, install_error_handlers
 from server.policy.errors import PolicyUnavailable
+from server.rewards import open_rewards
 from server.schemas import HealthResponse, ModelCard, ModelList, SolveRequest, SolveResponse
 from server.service import PolicyBackend, SolveService
 from server.settings import Settings
@@ -39,15 +39,8 @@ async def open_policy(settings: Settings) -> PolicyBackend:
 
     model = settings.policy or str(prepare_embedded_model(settings.cache_dir))
     return VLLMPolicy.start(
-        EngineOptions(
-            model=model,
-            served_model_name=settings.model_name,
-            max_model_len=settings.max_model_len,
-            gpu_memory_utilization=settings.gpu_memory_utilization,
-            enforce_eager=settings.enforce_eager,
-            block_size=settings.block_size,
-            dtype=settings.dtype,
-            tensor_parallel_size=settings.tensor_parallel_size,
+        EngineOptions.from_settings(
+            settings, model, settings.model_name, settings.gpu_memory_utilization
         )
     )
 
@@ -56,17 +49,20 @@ def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         policy = await policy_factory(settings)
+        try:
+            rewards = await open_rewards(settings, policy)
+        except BaseException:
+            await policy.close()
+            raise
         app.state.service = SolveService(
-            policy,
-            settings.limits,
-            settings.default_system_prompt,
-            build_rewards(settings.reward, policy),
+            policy, settings.limits, settings.default_system_prompt, rewards.clients
         )
-        log.info("policy %s ready", policy.model_name)
+        log.info("policy %s ready; rewards: %s", policy.model_name, list(rewards.clients))
         try:
             yield
         finally:
-            log.info("shutting down policy %s", policy.model_name)
+            log.info("shutting down rewards and policy %s", policy.model_name)
+            await rewards.close()
             await policy.close()
 
     app = FastAPI(title="Ponder", summary="Inference-time search server", lifespan=lifespan)

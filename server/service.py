@@ -14,6 +14,7 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
+from reward_clients.combinators import ContinueWithoutReward
 from search_strategies.budget import Budget, BudgetLimits, MeteredPolicy, MeteredReward
 from search_strategies.params import ServerLimits, StrategyParams
 from search_strategies.protocols import Policy, Problem
@@ -95,21 +96,32 @@ class SolveService:
             question=request.question,
             system_prompt=request.system_prompt or self.default_system_prompt,
         )
+        # Per request: a failed backend is remembered for this search only.
+        fallback = (
+            ContinueWithoutReward(reward)
+            if reward is not None and request.reward_fallback == "none"
+            else None
+        )
         search_started = time.monotonic()
         result = await spec.run(
             problem,
             params,
             MeteredPolicy(self.policy, budget),
-            MeteredReward(reward, budget) if reward else None,
+            MeteredReward(fallback or reward, budget) if reward else None,
             budget,
         )
         finished = time.monotonic()
-        return self._response(
+        response = self._response(
             request,
             reward.name if reward else None,
             result,
             TimingOut(total_s=finished - started, search_s=finished - search_started),
         )
+        if fallback is not None and fallback.failure is not None:
+            response.reward_error = (
+                f"{fallback.failure}; the search continued without reward (reward_fallback=none)"
+            )
+        return response
 
     def _reward_for(self, request: SolveRequest, params: StrategyParams) -> RewardModel | None:
         """The reward client the search will call: the requested one, else the default.
