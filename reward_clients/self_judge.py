@@ -15,6 +15,7 @@ import math
 from typing import Sequence
 
 from search_strategies.protocols import ChatMessage, Completion, Policy, SamplingConfig
+from search_strategies.reward import count_reward_tokens
 
 JUDGE_SYSTEM = (
     "You check math solutions step by step. Answer with a single word: yes or no."
@@ -77,6 +78,9 @@ class SelfJudge:
         generations = await self._policy.generate(
             prompts,
             SamplingConfig(n=1, max_tokens=1, temperature=0.0, top_logprobs=self._top_logprobs),
+        )
+        count_reward_tokens(
+            sum(g.prompt_tokens + sum(c.num_tokens for c in g.completions) for g in generations)
         )
         flat = iter(probability_of_yes(g.completions[0]) for g in generations)
         return [[next(flat) for _ in steps] for steps in solutions]

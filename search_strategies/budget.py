@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Awaitable, Callable, Sequence, TypeVar
 
 from search_strategies.protocols import ChatMessage, Generation, Policy, SamplingConfig
-from search_strategies.reward import RewardModel, validate_scores
+from search_strategies.reward import RewardModel, metering_reward_tokens, validate_scores
 
 T = TypeVar("T")
 
@@ -211,7 +211,11 @@ class MeteredPolicy:
 
 
 class MeteredReward:
-    """A `RewardModel` view that validates every answer and charges the call."""
+    """A `RewardModel` view that validates every answer and charges the call.
+
+    Reward tokens are whatever the clients report with `count_reward_tokens`
+    while the call runs; strategies see the same scores either way.
+    """
 
     def __init__(self, reward: RewardModel, budget: Budget) -> None:
         self._reward = reward
@@ -224,11 +228,13 @@ class MeteredReward:
     async def score(
         self, question: str, solutions: Sequence[Sequence[str]]
     ) -> list[list[float]]:
-        raw = await within_budget(
-            self.budget,
-            lambda: self._reward.score(question, solutions),
-            self.budget.reward_exhausted,
-        )
+        with metering_reward_tokens() as tokens:
+            raw = await within_budget(
+                self.budget,
+                lambda: self._reward.score(question, solutions),
+                self.budget.reward_exhausted,
+            )
         self.budget.usage.reward_calls += 1
+        self.budget.usage.reward_tokens += tokens.count
         self.budget.usage.scored_steps += sum(len(steps) for steps in solutions)
         return validate_scores(raw, solutions, self._reward.name)

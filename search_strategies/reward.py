@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Literal, Protocol, Sequence, get_args, runtime_checkable
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator, Literal, Protocol, Sequence, get_args, runtime_checkable
 
 Aggregation = Literal["last", "min", "prod", "mean"]
 AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
@@ -39,6 +41,47 @@ class RewardModel(Protocol):
 
 class RewardError(RuntimeError):
     """A reward backend returned something a strategy must not act on."""
+
+
+class RewardUnavailable(RewardError):
+    """The reward backend could not be reached or did not answer in time.
+
+    Unlike a malformed answer, this is the one failure a request may choose to
+    survive (`reward_fallback: "none"`): the search then goes on without reward.
+    """
+
+
+class RewardTokens:
+    """Tokens the reward backends read during one metered `score` call."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+_reward_tokens: ContextVar[RewardTokens | None] = ContextVar("reward_tokens", default=None)
+
+
+def count_reward_tokens(tokens: int) -> None:
+    """Called by a reward client for the tokens its backend read in this call.
+
+    A client is shared by concurrent requests, so it cannot keep a per-request
+    counter itself; the count goes to whichever metered call is running in this
+    task's context (a no-op outside one, e.g. in a benchmark).
+    """
+    meter = _reward_tokens.get()
+    if meter is not None:
+        meter.count += tokens
+
+
+@contextmanager
+def metering_reward_tokens() -> Iterator[RewardTokens]:
+    """Collect `count_reward_tokens` reports made inside the `with` block."""
+    meter = RewardTokens()
+    reset = _reward_tokens.set(meter)
+    try:
+        yield meter
+    finally:
+        _reward_tokens.reset(reset)
 
 
 def aggregate(step_scores: Sequence[float], how: Aggregation = "last") -> float:

@@ -12,7 +12,6 @@ from typing import AsyncIterator, Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from reward_clients.registry import build_rewards
 from server.auth import ApiKeyMiddleware, load_api_keys
 from server.disconnect import ClientDisconnected, client_closed_response
 from server.errors import install_error_handlers
@@ -22,6 +21,7 @@ from server.openai_api import ChatAdapter, ChatLimits, model_ids
 from server.openai_api import router as openai_router
 from server.policy.errors import PolicyUnavailable
 from server.request_log import RequestLogMiddleware, configure_access_log, note_search
+from server.rewards import open_rewards
 from server.schemas import HealthResponse, ModelCard, ModelList, SolveRequest, SolveResponse
 from server.service import PolicyBackend, SolveService
 from server.settings import Settings
@@ -44,15 +44,8 @@ async def open_policy(settings: Settings) -> PolicyBackend:
 
     model = settings.policy or str(prepare_embedded_model(settings.cache_dir))
     return VLLMPolicy.start(
-        EngineOptions(
-            model=model,
-            served_model_name=settings.model_name,
-            max_model_len=settings.max_model_len,
-            gpu_memory_utilization=settings.gpu_memory_utilization,
-            enforce_eager=settings.enforce_eager,
-            block_size=settings.block_size,
-            dtype=settings.dtype,
-            tensor_parallel_size=settings.tensor_parallel_size,
+        EngineOptions.from_settings(
+            settings, model, settings.model_name, settings.gpu_memory_utilization
         )
     )
 
@@ -66,21 +59,27 @@ def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         policy = await policy_factory(settings)
+        try:
+            rewards = await open_rewards(settings, policy)
+        except BaseException:
+            await policy.close()
+            raise
         app.state.service = SolveService(
             policy,
             settings.limits,
             settings.default_system_prompt,
-            build_rewards(settings.reward, policy),
+            rewards.clients,
             observers=(metrics.observe_search, note_search),
         )
         app.state.chat = ChatAdapter(
             app.state.service, ChatLimits(settings.max_messages, settings.max_choices)
         )
-        log.info("policy %s ready", policy.model_name)
+        log.info("policy %s ready; rewards: %s", policy.model_name, list(rewards.clients))
         try:
             yield
         finally:
-            log.info("shutting down policy %s", policy.model_name)
+            log.info("shutting down rewards and policy %s", policy.model_name)
+            await rewards.close()
             await policy.close()
 
     app = FastAPI(title="Ponder", summary="Inference-time search server", lifespan=lifespan)

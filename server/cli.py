@@ -15,11 +15,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     from server.app import create_app
 
-    from reward_clients.registry import reward_names
+    from server.rewards import validate_reward_settings
 
     try:
         settings = settings_from(args)
-        reward_names(settings.reward)  # fail here, before the engine starts
+        validate_reward_settings(settings)  # fail here, before any engine starts
     except ValueError as error:
         print(f"ponder serve: invalid setting: {error}", file=sys.stderr)
         return 2

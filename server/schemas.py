@@ -47,6 +47,12 @@ class SearchOptions(BaseModel):
     reward: str | None = Field(
         None, description="Reward client for reward-guided selection (server default if unset)."
     )
+    reward_fallback: Literal["error", "none"] = Field(
+        "error",
+        description="When the reward backend is unreachable: 'error' answers 503; 'none' "
+        "continues the search without reward (every step scored 0.5) and says so in "
+        "`reward_error`.",
+    )
     budget: BudgetRequest = Field(default_factory=BudgetRequest)
 
     def strategy_fields(self) -> dict[str, Any]:
@@ -112,6 +118,11 @@ class SolveResponse(BaseModel):
     model: str
     strategy: str
     reward: str | None = Field(description="Reward client the search used, if any.")
+    reward_error: str | None = Field(
+        None,
+        description="Set when the reward backend failed and the request asked for "
+        "reward_fallback='none': why, and that the search went on without reward.",
+    )
     answer: str | None = Field(description="Extracted final answer of the chosen solution.")
     answer_text: str | None = Field(description="Full text of the chosen solution.")
     candidates: list[CandidateOut]

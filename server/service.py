@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from pydantic import ValidationError
 
+from reward_clients.combinators import ContinueWithoutReward
 from search_strategies.budget import (
     Budget,
     BudgetLimits,
@@ -61,6 +62,9 @@ class SearchPlan:
     reward: RewardModel | None
     limits: BudgetLimits
     problem: Problem
+    #: With `reward_fallback=none`: the reward wrapped so that a failing backend lets
+    #: the search go on unscored (per plan, so a failure is remembered for it alone).
+    fallback: ContinueWithoutReward | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class SearchRun:
     budget: dict[str, float | None]
     result: SearchResult
     search_s: float
+    #: Set when the reward backend failed and the search continued without it.
+    reward_error: str | None = None
 
 
 #: Called with every finished search (metrics, the request's log line).
@@ -113,11 +119,13 @@ class SolveService:
         )
         plan = self.plan(request.strategy, request.strategy_fields(), request, problem)
         run = await self.run(plan)
-        return self._response(
+        response = self._response(
             request,
             run,
             TimingOut(total_s=time.monotonic() - started, search_s=run.search_s),
         )
+        response.reward_error = run.reward_error
+        return response
 
     def plan(
         self,
@@ -146,11 +154,17 @@ class SolveService:
         except ValidationError as error:
             raise InvalidRequest.from_validation(error, names=param_names) from None
         budget = options.budget
+        reward = self._reward_for(options.reward, strategy, params, param_names or {})
         return SearchPlan(
             strategy=strategy,
             spec=spec,
             params=params,
-            reward=self._reward_for(options.reward, strategy, params, param_names or {}),
+            reward=reward,
+            fallback=(
+                ContinueWithoutReward(reward)
+                if reward is not None and options.reward_fallback == "none"
+                else None
+            ),
             limits=BudgetLimits(
                 max_tokens=budget.max_tokens or self.limits.max_tokens,
                 max_reward_calls=budget.max_reward_calls or self.limits.max_reward_calls,
@@ -167,15 +181,21 @@ class SolveService:
             plan.problem,
             plan.params,
             MeteredPolicy(self.policy, budget),
-            MeteredReward(plan.reward, budget) if plan.reward else None,
+            MeteredReward(plan.fallback or plan.reward, budget) if plan.reward else None,
             budget,
         )
+        failure = plan.fallback.failure if plan.fallback is not None else None
         run = SearchRun(
             strategy=plan.strategy,
             reward=plan.reward.name if plan.reward else None,
             budget=asdict(plan.limits),
             result=result,
             search_s=time.monotonic() - started,
+            reward_error=(
+                f"{failure}; the search continued without reward (reward_fallback=none)"
+                if failure is not None
+                else None
+            ),
         )
         for observer in self.observers:
             observer(run)

@@ -37,6 +37,11 @@ class Settings:
     tensor_parallel_size: int = 1
     remote_timeout_s: float = 300.0
     reward: str = ""
+    prm: str | None = None
+    prm_kind: str = ""
+    prm_url: str | None = None
+    prm_timeout_s: float = 60.0
+    prm_gpu_memory_utilization: float = 0.15
     default_system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_n: int = 64
     max_new_tokens: int = 2048
@@ -95,7 +100,17 @@ _HELP = {
     "tensor_parallel_size": "vLLM tensor parallel degree (GPUs)",
     "remote_timeout_s": "timeout for each call to a remote policy",
     "reward": "reward clients requests may use, comma-separated (available: "
-    "arithmetic, self-judge); the first is the default",
+    "arithmetic, self-judge, and prm when --prm/--prm-url is set); the first is the "
+    "default; name:weight items form one weighted ensemble named 'ensemble'",
+    "prm": "process reward model folder or id, run in-process (requests choose it as "
+    "reward 'prm')",
+    "prm_kind": "qwen (Qwen2.5-Math-PRM, the default with --prm/--prm-url), "
+    "math-shepherd, rlhflow, self-judge (the PRM model, or the policy, judges yes/no) "
+    "or arithmetic",
+    "prm_url": "use a PRM served by a remote `vllm serve` instead, e.g. "
+    "http://127.0.0.1:8002",
+    "prm_timeout_s": "timeout for each call to a remote PRM",
+    "prm_gpu_memory_utilization": "vLLM memory fraction of the in-process PRM engine",
     "default_system_prompt": "system prompt used when a request gives none",
     "max_n": "server maximum for a request's n",
     "max_new_tokens": "server maximum for a request's max_new_tokens",

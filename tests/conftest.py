@@ -11,6 +11,7 @@ import pytest
 
 from server.model_prep import prepare_embedded_model
 from tests.servers import ENGINE_FLAGS, RunningServer, ponder_command, start_server
+from tests.tiny_models import build_tiny_qwen_prm, build_tiny_token_prm
 
 #: Server maximums the session server runs with; tests check requests against them.
 MAX_N = 32
@@ -23,19 +24,31 @@ def embedded_model() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_prms(embedded_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Random-weight PRMs (Qwen2 PRM with `<extra_0>`, Llama with `ки`), built once."""
+    root = tmp_path_factory.mktemp("tiny-prms")
+    return {
+        "qwen": build_tiny_qwen_prm(embedded_model, root / "qwen-prm"),
+        "token": build_tiny_token_prm(embedded_model, root / "token-prm"),
+    }
+
+
+@pytest.fixture(scope="session")
 def ponder_server(
-    embedded_model: Path, tmp_path_factory: pytest.TempPathFactory
+    embedded_model: Path, tiny_prms: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    """A live `ponder serve` on the embedded model (real vLLM), shared by all tests.
+    """A live `ponder serve` on the embedded model (real vLLM), shared by all tests,
+    with the tiny Qwen2 PRM as a second in-process engine (reward "prm").
 
     Stopping it at the end doubles as the lifecycle check: SIGTERM must leave no
-    engine process behind.
+    engine process (policy or PRM) behind.
     """
     log = tmp_path_factory.mktemp("ponder") / "server.log"
     server = start_server(
         ponder_command(
             "--policy", str(embedded_model), "--served-model-name", "smollm2-135m-instruct",
             "--block-size", "32", "--max-n", str(MAX_N), "--reward", "arithmetic,self-judge",
+            "--prm", str(tiny_prms["qwen"]), "--prm-gpu-memory-utilization", "0.1",
             "--max-new-tokens", str(MAX_NEW_TOKENS), *ENGINE_FLAGS,
         ),
         log,

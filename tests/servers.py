@@ -58,10 +58,9 @@ class RunningServer:
         return leftovers
 
 
-def start_server(
-    args: list[str], log_path: Path, health_path: str, timeout_s: float = 400.0
-) -> RunningServer:
-    """Start `args` (which must listen on the port in its URL) and wait until healthy."""
+def launch_server(args: list[str], log_path: Path) -> RunningServer:
+    """Start `args` (which must listen on the port in its URL) without waiting for it,
+    so several servers can boot at once; `wait_healthy` then waits for each."""
     port = free_port()
     command = [a.replace("{port}", str(port)) for a in args]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -69,11 +68,18 @@ def start_server(
     process = subprocess.Popen(
         command, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO, env=env
     )
-    server = RunningServer(process, f"http://127.0.0.1:{port}", log_path)
+    return RunningServer(process, f"http://127.0.0.1:{port}", log_path)
+
+
+def wait_healthy(
+    server: RunningServer, health_path: str, timeout_s: float = 400.0
+) -> RunningServer:
+    """Wait until `health_path` answers 200; stop the server and raise if it never does."""
     deadline = time.monotonic() + timeout_s
+    name = server.process.args[:4] if isinstance(server.process.args, list) else server.url
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{command[:4]} exited early:\n{server.log_tail()}")
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{name} exited early:\n{server.log_tail()}")
         try:
             if httpx.get(server.url + health_path, timeout=5).status_code == 200:
                 return server
@@ -81,7 +87,14 @@ def start_server(
             pass
         time.sleep(1)
     server.stop()
-    raise RuntimeError(f"{command[:4]} not healthy after {timeout_s}s:\n{server.log_tail()}")
+    raise RuntimeError(f"{name} not healthy after {timeout_s}s:\n{server.log_tail()}")
+
+
+def start_server(
+    args: list[str], log_path: Path, health_path: str, timeout_s: float = 400.0
+) -> RunningServer:
+    """Start `args` (which must listen on the port in its URL) and wait until healthy."""
+    return wait_healthy(launch_server(args, log_path), health_path, timeout_s)
 
 
 def ponder_command(*flags: str) -> list[str]:

@@ -19,8 +19,6 @@ from server.cli import build_parser
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
-#: Flags that another branch adds (the PRM client); remove once `ponder serve` has them.
-PENDING_FLAGS = {"--prm-url"}
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -36,22 +34,12 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
 
 
 def serve_flags_accepted(flags: list[str]) -> None:
-    """Parse `ponder serve FLAGS` with the real parser (pending flags set aside)."""
-    known = []
-    skip_value = False
-    for flag in flags:
-        if skip_value:
-            skip_value = False
-            continue
-        if flag in PENDING_FLAGS:
-            skip_value = True
-            continue
-        known.append(flag)
+    """Parse `ponder serve FLAGS` with the real parser; an unknown flag fails."""
     parser = build_parser()
     try:
-        parser.parse_args(["serve", *known])
+        parser.parse_args(["serve", *flags])
     except SystemExit as error:  # argparse exits on an unknown flag
-        raise AssertionError(f"ponder serve rejects {known}") from error
+        raise AssertionError(f"ponder serve rejects {flags}") from error
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +62,7 @@ def test_compose_has_policy_prm_and_ponder_wired_together(compose: dict) -> None
     command = ponder["command"]
     assert command[command.index("--policy-url") + 1] == "http://policy:8000/v1"
     assert command[command.index("--prm-url") + 1] == "http://prm:8000/v1"
+    assert command[command.index("--reward") + 1].split(",")[0] == "prm"
     assert ponder["build"]["dockerfile"] == "docker/Dockerfile.gpu"
     assert (DOCKER / ponder["build"]["context"] / "docker" / "Dockerfile.gpu").exists()
     assert {d: c["condition"] for d, c in ponder["depends_on"].items()} == {

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from search_strategies.protocols import ChatMessage, Completion, Generation, SamplingConfig
 from server.policy.errors import PolicyRejected, PolicyUnavailable
+from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,22 @@ class EngineOptions:
     block_size: int | None = None
     dtype: str = "auto"
     tensor_parallel_size: int = 1
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, model: str, served_model_name: str, gpu_memory_utilization: float
+    ) -> "EngineOptions":
+        """The server's engine settings for one of its engines (policy or PRM)."""
+        return cls(
+            model=model,
+            served_model_name=served_model_name,
+            max_model_len=settings.max_model_len,
+            gpu_memory_utilization=gpu_memory_utilization,
+            enforce_eager=settings.enforce_eager,
+            block_size=settings.block_size,
+            dtype=settings.dtype,
+            tensor_parallel_size=settings.tensor_parallel_size,
+        )
 
 
 class VLLMPolicy:

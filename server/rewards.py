@@ -1,0 +1,164 @@
+"""Builds the reward clients a server offers from its settings, and shuts them down.
+
+`--reward` names clients that need no weights of their own; `--prm`/`--prm-url`
+with `--prm-kind` adds one more, named `prm`, which may run a second vLLM engine
+in this process. The lifespan closes what was opened here, so no engine process
+outlives the server.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Sequence
+
+from reward_clients.arithmetic import ArithmeticVerifier
+from reward_clients.combinators import Renamed
+from reward_clients.learned_prm import PRMBackend, QwenPRM, TokenLogitPRM
+from reward_clients.registry import build_rewards, parse_reward_spec
+from reward_clients.self_judge import SelfJudge
+from search_strategies.protocols import ChatMessage, Generation, Policy, SamplingConfig
+from search_strategies.reward import RewardModel, RewardUnavailable
+from server.policy.errors import PolicyUnavailable
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PRM_NAME = "prm"
+PRM_KINDS = ("qwen", "math-shepherd", "rlhflow", "self-judge", "arithmetic")
+#: Kinds that need a model of their own (in-process or remote).
+_LEARNED = ("qwen", "math-shepherd", "rlhflow")
+
+
+def prm_kind(settings: Settings) -> str | None:
+    """The configured PRM kind, or None when no `prm` reward is configured.
+
+    Raises ValueError for an unknown kind or a learned kind without a model, so the
+    CLI can refuse before any engine starts.
+    """
+    kind = settings.prm_kind or ("qwen" if settings.prm or settings.prm_url else "")
+    if not kind:
+        return None
+    if kind not in PRM_KINDS:
+        raise ValueError(f"--prm-kind: unknown kind {kind!r}; choose one of {', '.join(PRM_KINDS)}")
+    if kind in _LEARNED and not (settings.prm or settings.prm_url):
+        raise ValueError(f"--prm-kind {kind} needs --prm MODEL or --prm-url URL")
+    if kind == "arithmetic" and (settings.prm or settings.prm_url):
+        raise ValueError("--prm-kind arithmetic takes no model: drop --prm/--prm-url")
+    return kind
+
+
+def validate_reward_settings(settings: Settings) -> None:
+    """Everything about rewards that can be checked before an engine starts."""
+    extra = (PRM_NAME,) if prm_kind(settings) else ()
+    parse_reward_spec(settings.reward, extra)
+
+
+@dataclass
+class Rewards:
+    """The configured clients (default first) and how to release them."""
+
+    clients: dict[str, RewardModel]
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for close in reversed(self.closers):
+            try:
+                await close()
+            except Exception:  # one failing close must not keep the others open
+                log.exception("closing a reward backend failed")
+
+
+async def open_rewards(settings: Settings, policy: Policy) -> Rewards:
+    """Start or connect the configured reward backends."""
+    closers: list[Callable[[], Awaitable[None]]] = []
+    extra: dict[str, RewardModel] = {}
+    kind = prm_kind(settings)
+    if kind is not None:
+        extra[PRM_NAME] = await _open_prm(settings, kind, policy, closers)
+    try:
+        clients = build_rewards(settings.reward, policy, extra)
+    except BaseException:
+        await Rewards({}, closers).close()
+        raise
+    return Rewards(clients, closers)
+
+
+async def _open_prm(
+    settings: Settings, kind: str, policy: Policy, closers: list[Callable[[], Awaitable[None]]]
+) -> RewardModel:
+    if kind == "arithmetic":
+        return Renamed(ArithmeticVerifier(), PRM_NAME)
+    if kind == "self-judge":
+        judge = await _judge_policy(settings, policy, closers)
+        return Renamed(SelfJudge(judge), PRM_NAME)
+    backend = _prm_backend(settings, pooling=kind == "qwen")
+    closers.append(backend.close)
+    if kind == "qwen":
+        return QwenPRM(backend, PRM_NAME)
+    return TokenLogitPRM(backend, "math-shepherd" if kind == "math-shepherd" else "rlhflow",
+                         PRM_NAME)
+
+
+def _prm_backend(settings: Settings, pooling: bool) -> PRMBackend:
+    if settings.prm_url:
+        from server.prm.remote import RemotePRMBackend
+
+        return RemotePRMBackend(settings.prm_url, settings.prm, settings.prm_timeout_s, PRM_NAME)
+    from server.prm.vllm_local import LocalPRMBackend
+
+    assert settings.prm is not None
+    return LocalPRMBackend.start(_prm_engine_options(settings), pooling, PRM_NAME)
+
+
+def _prm_engine_options(settings: Settings):  # -> EngineOptions (vLLM import deferred)
+    from server.policy.vllm_engine import EngineOptions
+
+    assert settings.prm is not None
+    return EngineOptions.from_settings(
+        settings, settings.prm, PRM_NAME, settings.prm_gpu_memory_utilization
+    )
+
+
+async def _judge_policy(
+    settings: Settings, policy: Policy, closers: list[Callable[[], Awaitable[None]]]
+) -> Policy:
+    """The model a self-judge PRM asks: its own engine or server, else the policy."""
+    if settings.prm_url:
+        from server.policy.remote import RemotePolicy
+
+        base = settings.prm_url.rstrip("/").removesuffix("/v1") + "/v1"
+        judge = await RemotePolicy.connect(base, settings.prm, settings.prm_timeout_s)
+    elif settings.prm:
+        from server.policy.vllm_engine import VLLMPolicy
+
+        judge = VLLMPolicy.start(_prm_engine_options(settings))
+    else:
+        return policy
+    closers.append(judge.close)
+    return _JudgeAsReward(judge)
+
+
+class _JudgeAsReward:
+    """A judge policy whose failures read as reward failures (503 naming the PRM)."""
+
+    def __init__(self, policy: Policy) -> None:
+        self._policy = policy
+
+    @property
+    def model_name(self) -> str:
+        return self._policy.model_name
+
+    async def encode_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
+        try:
+            return await self._policy.encode_chat(messages)
+        except PolicyUnavailable as error:
+            raise RewardUnavailable(f"{PRM_NAME} (self-judge): {error}") from error
+
+    async def generate(
+        self, prompts: Sequence[Sequence[int]], params: SamplingConfig
+    ) -> list[Generation]:
+        try:
+            return await self._policy.generate(prompts, params)
+        except PolicyUnavailable as error:
+            raise RewardUnavailable(f"{PRM_NAME} (self-judge): {error}") from error

@@ -1,0 +1,47 @@
+"""A learned PRM through Ponder's `/v1/solve`: weighted best-of-N with reward "prm".
+
+The session server (conftest) runs the tiny Qwen2 PRM as a second in-process vLLM
+engine next to the embedded policy (`--prm`); its clean shutdown at the end of the
+session checks that the lifespan stops both engines.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+QUESTION = "Sam has 3 bags with 4 marbles in each bag. How many marbles does Sam have?"
+REQUEST = {"question": QUESTION, "n": 4, "max_new_tokens": 48, "seed": 17,
+           "selection": "weighted", "reward": "prm"}
+
+
+def solve(client: httpx.Client, **body) -> dict:
+    response = client.post("/v1/solve", json={**REQUEST, **body})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_weighted_best_of_n_with_the_prm(client: httpx.Client) -> None:
+    body = solve(client)
+    assert body["reward"] == "prm" and body["reward_error"] is None
+    usage = body["usage"]
+    assert usage["reward_calls"] == 1 and usage["engine_calls"] == 1
+    assert usage["scored_steps"] >= 4
+    assert usage["reward_tokens"] > usage["scored_steps"] * 5  # the rendered PRM inputs
+    totals: dict[str, float] = {}
+    for candidate in body["candidates"]:
+        assert 0 < candidate["score"] < 1
+        if candidate["answer"] is not None:
+            totals[candidate["answer"]] = totals.get(candidate["answer"], 0) + candidate["score"]
+    if totals:
+        assert totals[body["answer"]] == max(totals.values())
+    # A deterministic PRM: the same samples get the same scores, whatever the aggregation.
+    again = solve(client, selection="max_reward", aggregation="last")
+    assert [c["text"] for c in again["candidates"]] == [c["text"] for c in body["candidates"]]
+    assert again["answer_text"] == max(again["candidates"], key=lambda c: c["score"])["text"]
+    assert solve(client)["candidates"] == body["candidates"]
+
+
+def test_unknown_reward_lists_the_configured_ones_including_prm(client: httpx.Client) -> None:
+    response = client.post("/v1/solve", json={**REQUEST, "reward": "oracle"})
+    assert response.status_code == 400
+    assert "configured: arithmetic, self-judge, prm" in response.json()["error"]["message"]

@@ -1,0 +1,116 @@
+"""A remote PRM that is down or hangs: 503 naming it, or the request's fallback.
+
+The PRM client and its HTTP transport are the real ones, against a dead port and a
+socket that accepts and never answers; the policy is scripted (the HTTP tests with a
+real engine are in test_prm_http.py), so no engine starts here.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from server.settings import Settings
+from tests.fakes import ScriptedPolicy
+from tests.servers import free_port
+
+ANSWERS = ["3 * 4 = 12\n\nThe answer is 12.", "3 + 4 = 7\n\nThe answer is 7.",
+           "4 * 3 = 12\n\nThe answer is 12."]
+
+
+class ScriptedBackend(ScriptedPolicy):
+    """The scripted policy with the server-side extras a backend needs."""
+
+    async def check_health(self) -> None:
+        return None
+
+    def running_requests(self) -> int:
+        return 0
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture()
+def silent_server() -> Iterator[str]:
+    """Accepts connections and never answers: a hung PRM server."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(2)
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+def client_for(prm_url: str, **settings) -> TestClient:
+    async def policy(_: Settings) -> ScriptedBackend:
+        return ScriptedBackend(ANSWERS)
+
+    config = Settings(prm_url=prm_url, prm_kind="qwen", prm_timeout_s=1.0, **settings)
+    return TestClient(create_app(config, policy_factory=policy))
+
+
+def solve(client: TestClient, **body):
+    return client.post("/v1/solve", json={"question": "3 bags of 4?", "n": 3,
+                                          "selection": "weighted", "reward": "prm", **body})
+
+
+def test_dead_prm_is_a_503_naming_it() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with client_for(url) as client:
+        response = solve(client)
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "reward_unavailable" and error["type"] == "service_unavailable"
+    assert f"reward backend 'prm' (remote PRM at {url}) unreachable" in error["message"]
+
+
+def test_hung_prm_times_out_into_a_503(silent_server: str) -> None:
+    with client_for(silent_server) as client:
+        started = time.monotonic()
+        response = solve(client)
+    assert time.monotonic() - started < 10
+    assert response.status_code == 503
+    assert "no answer from /v1/models within 1 s" in response.json()["error"]["message"]
+
+
+def test_fallback_none_continues_without_reward_and_says_so() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with client_for(url, reward="arithmetic") as client:
+        body = solve(client, reward_fallback="none").json()
+        healthy = solve(client, reward="arithmetic", reward_fallback="none").json()
+    assert body["reward"] == "prm"
+    assert "unreachable" in body["reward_error"] and "without reward" in body["reward_error"]
+    assert [c["score"] for c in body["candidates"]] == [0.5, 0.5, 0.5]
+    assert body["answer"] == "12"  # unguided weighted best-of-N: the two 12s outvote the 7
+    assert body["usage"]["reward_calls"] == 1
+    assert healthy["reward_error"] is None and healthy["reward"] == "arithmetic"
+
+
+def test_bad_fallback_value_is_a_400() -> None:
+    with client_for(f"http://127.0.0.1:{free_port()}") as client:
+        response = solve(client, reward_fallback="maybe")
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "reward_fallback"
