@@ -11,6 +11,7 @@ answer is the best-scoring attempt over all chains, or a majority vote over them
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -149,10 +150,12 @@ async def _attempt_round(
         (generation,) = await policy.generate([prompt], params.sampling(len(chains), per_sample))
         completions = list(generation.completions)
     else:
-        prompts = [
-            await policy.encode_chat(revision_messages(problem, c, params.context_attempts))
-            for c in chains
-        ]
+        prompts = await asyncio.gather(  # a remote policy tokenizes over HTTP
+            *(
+                policy.encode_chat(revision_messages(problem, c, params.context_attempts))
+                for c in chains
+            )
+        )
         generations = await policy.generate(prompts, params.sampling(1, per_sample))
         completions = [g.completions[0] for g in generations]
     new = []
