@@ -2,8 +2,11 @@
 
 For each client, 64 solutions x 6 steps are scored (a) in ONE `score` call, which
 the vLLM-backed clients turn into one engine batch, and (b) one solution per call,
-64 calls in a row, as a strategy that scores candidates as they come would do.
-Steps scored per second are reported for both, with the speed-up.
+64 calls in a row, as a strategy that scores candidates as they come would do. Each
+timed run scores fresh solutions, so neither mode reads the other's prefix cache.
+Steps scored per second are reported for both, with the speed-up. For the self-judge it also measures the policy engine's prefill rate with one
+prompt per call and with 64 in one call: if they are close, the machine is
+compute-bound and batching cannot multiply throughput.
 
     python clients/bench_rewards.py [--solutions 64] [--steps 6] [--runs 2] [--only NAME ...]
 
@@ -26,7 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -34,6 +37,7 @@ sys.path.insert(0, str(REPO))
 from reward_clients.arithmetic import ArithmeticVerifier  # noqa: E402
 from reward_clients.learned_prm import QwenPRM, TokenLogitPRM  # noqa: E402
 from reward_clients.self_judge import SelfJudge  # noqa: E402
+from search_strategies.protocols import ChatMessage, SamplingConfig  # noqa: E402
 from search_strategies.reward import RewardModel  # noqa: E402
 from server.model_prep import EMBEDDED_MODEL_NAME, prepare_embedded_model  # noqa: E402
 from server.policy.vllm_engine import EngineOptions, VLLMPolicy  # noqa: E402
@@ -65,20 +69,51 @@ async def timed(call: Callable[[], Awaitable[Any]]) -> float:
     return time.perf_counter() - started
 
 
-async def measure(reward: RewardModel, solutions: Sequence[Sequence[str]], runs: int
+async def measure(reward: RewardModel, solutions: int, steps: int, runs: int
                   ) -> tuple[float, float]:
-    """Median seconds for (one batched call, one call per solution)."""
-    await reward.score(QUESTION, solutions[:2])  # warm-up: engine graphs, tokenizer caches
+    """Median seconds for (one batched call, one call per solution).
 
-    async def one_at_a_time() -> None:
-        for solution in solutions:
+    Every timed run scores a fresh set of solutions, so neither mode reads prefixes
+    the other left in the engine's prefix cache (the question itself is shared by
+    all, as in a real search)."""
+    await reward.score(QUESTION, make_solutions(2, steps, seed=0))  # warm-up
+
+    async def one_at_a_time(batch: list[list[str]]) -> None:
+        for solution in batch:
             await reward.score(QUESTION, [solution])
 
     batched, single = [], []
-    for _ in range(runs):  # alternate so machine noise hits both alike
-        batched.append(await timed(lambda: reward.score(QUESTION, solutions)))
-        single.append(await timed(one_at_a_time))
+    for run in range(runs):  # alternate so machine noise hits both alike
+        fresh = make_solutions(solutions, steps, seed=2 * run + 1)
+        batched.append(await timed(lambda: reward.score(QUESTION, fresh)))
+        fresh = make_solutions(solutions, steps, seed=2 * run + 2)
+        single.append(await timed(lambda: one_at_a_time(fresh)))
     return statistics.median(batched), statistics.median(single)
+
+
+async def prefill_scaling(policy: VLLMPolicy, prompts: int) -> tuple[float, float]:
+    """Prompt tokens/s of the policy engine: `prompts` distinct prompts one per call,
+    and the same number of other distinct prompts in one call (nothing cached).
+
+    If one call is not much faster per token, the machine is compute-bound and no
+    batching can multiply reward throughput; only fewer prefill tokens can."""
+    def distinct(offset: int) -> list[str]:
+        return [f"Problem {offset + i}: " + " ".join(make_solutions(1, 6, seed=offset + i)[0])
+                for i in range(prompts)]
+
+    async def encode(texts: list[str]) -> list[list[int]]:
+        return [await policy.encode_chat([ChatMessage("user", t)]) for t in texts]
+
+    one_token = SamplingConfig(n=1, max_tokens=1, temperature=0.0)
+    singles, batch = await encode(distinct(10_000)), await encode(distinct(20_000))
+    started = time.perf_counter()
+    for prompt in singles:
+        await policy.generate([prompt], one_token)
+    single_rate = sum(map(len, singles)) / (time.perf_counter() - started)
+    started = time.perf_counter()
+    await policy.generate(batch, one_token)
+    batched_rate = sum(map(len, batch)) / (time.perf_counter() - started)
+    return batched_rate, single_rate
 
 
 def engine(model: Path | str, memory: float) -> EngineOptions:
@@ -105,7 +140,6 @@ async def open_client(name: str, models: dict[str, Path], open_backends: dict[st
 
 
 async def main(args: argparse.Namespace) -> None:
-    solutions = make_solutions(args.solutions, args.steps)
     steps = args.solutions * args.steps
     root = Path(tempfile.mkdtemp(prefix="ponder-bench-prms-"))
     embedded = prepare_embedded_model()
@@ -116,9 +150,14 @@ async def main(args: argparse.Namespace) -> None:
     try:
         for name in args.only or CLIENTS:
             reward = await open_client(name, models, open_backends)
-            batched, single = await measure(reward, solutions, args.runs)
+            batched, single = await measure(reward, args.solutions, args.steps, args.runs)
             rows.append((name, batched, single))
             print(f"{name}: batched {batched:.2f} s, one at a time {single:.2f} s", flush=True)
+            if name == "self-judge":
+                prefill = await prefill_scaling(open_backends["policy"], args.solutions)
+                print(f"policy prefill: {prefill[0]:,.0f} tokens/s with {args.solutions} "
+                      f"prompts in one call, {prefill[1]:,.0f} tokens/s one per call",
+                      flush=True)
             for key in [k for k in open_backends if k != "token" or name == "rlhflow"]:
                 await open_backends.pop(key).close()  # one engine at a time
     finally:
