@@ -186,8 +186,8 @@ def bind_all_cores_on_small_cpus(environ: MutableMapping[str, str] = os.environ)
 
     vLLM's CPU build keeps one core free for its scheduler process and binds its
     OpenMP threads to the rest. On 2 cores that halves the model's compute: on this
-    project's 2-core machine (SmolLM2-135M, eager float32) binding both cores decoded
-    1.6-1.7x faster at n=1 and n=16 (`VLLM_CPU_OMP_THREADS_BIND=0-1`, one run each).
+    project's 2-core machine (SmolLM2-135M, eager float32) binding both decoded 1.45x
+    faster at n=1 and 1.77x at n=16 (`clients/bench_cpu_cores.py`, medians of 3).
     On bigger machines the reserved core costs little and vLLM's default stays. A
     `VLLM_CPU_OMP_THREADS_BIND` the user set always wins. Must run before the engine
     process starts (it reads the variable when it spawns).
