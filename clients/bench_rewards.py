@@ -4,9 +4,10 @@ For each client, 64 solutions x 6 steps are scored (a) in ONE `score` call, whic
 the vLLM-backed clients turn into one engine batch, and (b) one solution per call,
 64 calls in a row, as a strategy that scores candidates as they come would do. Each
 timed run scores fresh solutions, so neither mode reads the other's prefix cache.
-Steps scored per second are reported for both, with the speed-up. For the self-judge it also measures the policy engine's prefill rate with one
-prompt per call and with 64 in one call: if they are close, the machine is
-compute-bound and batching cannot multiply throughput.
+Steps scored per second are reported for both, with the speed-up. For the
+self-judge it also measures the policy engine's prefill rate with one prompt per
+call and with 64 in one call: if they are close, the machine is compute-bound and
+batching cannot multiply throughput.
 
     python clients/bench_rewards.py [--solutions 64] [--steps 6] [--runs 2] [--only NAME ...]
 

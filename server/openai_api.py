@@ -187,7 +187,7 @@ class ChatAdapter:
                 for piece in content_pieces(text):
                     yield chunk.delta(index, {"content": piece})
             for index, (_, finish) in enumerate(answers):
-                yield chunk.delta(index, {}, finish)
+                yield chunk.finish(index, finish, runs[index])
             options = job.request.stream_options
             if options is not None and options.include_usage:
                 yield chunk.usage(usage_body(runs, answers))

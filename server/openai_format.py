@@ -49,8 +49,14 @@ class ChunkWriter:
             "model": job.request.model,
         }
 
-    def delta(self, index: int, delta: dict[str, Any], finish: str | None = None) -> str:
-        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+    def delta(self, index: int, delta: dict[str, Any]) -> str:
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
+        return sse({**self._base, "choices": [choice]})
+
+    def finish(self, index: int, finish: str, run: SearchRun) -> str:
+        """The choice's last chunk: why it ended, and (extension) what its search found."""
+        choice = {"index": index, "delta": {}, "logprobs": None, "finish_reason": finish,
+                  "search": choice_search(run).model_dump()}
         return sse({**self._base, "choices": [choice]})
 
     def progress(self, index: int, progress: Progress, plan: SearchPlan, elapsed_s: float) -> str:
@@ -137,6 +143,16 @@ def usage_body(runs: list[SearchRun], answers: list[tuple[str, str]]) -> ChatUsa
     )
 
 
+def choice_search(run: SearchRun) -> ChoiceSearch:
+    """The `search` extension of one choice."""
+    return ChoiceSearch(
+        answer=run.result.answer,
+        stopped_reason=run.result.stopped_reason.value,
+        candidates=len(run.result.candidates),
+        reward_error=run.reward_error,
+    )
+
+
 def completion_body(job: ChatJob, runs: list[SearchRun]) -> ChatCompletion:
     answers = [choice_answer(run, job.request.stop_strings()) for run in runs]
     choices = [
@@ -144,11 +160,7 @@ def completion_body(job: ChatJob, runs: list[SearchRun]) -> ChatCompletion:
             index=index,
             message=ChatMessageOut(content=text),
             finish_reason=finish,  # type: ignore[arg-type]
-            search=ChoiceSearch(
-                answer=run.result.answer,
-                stopped_reason=run.result.stopped_reason.value,
-                candidates=len(run.result.candidates),
-            ),
+            search=choice_search(run),
         )
         for index, (run, (text, finish)) in enumerate(zip(runs, answers))
     ]

@@ -81,6 +81,9 @@ class ChoiceSearch(BaseModel):
     answer: str | None
     stopped_reason: str
     candidates: int
+    #: As in /v1/solve: set when the reward backend failed and the request's
+    #: `reward_fallback: "none"` let this search go on without reward.
+    reward_error: str | None = None
 
 
 class ChatChoice(BaseModel):

@@ -7,6 +7,7 @@ real engine are in test_prm_http.py), so no engine starts here.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -114,3 +115,23 @@ def test_bad_fallback_value_is_a_400() -> None:
         response = solve(client, reward_fallback="maybe")
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "reward_fallback"
+
+
+def test_chat_choices_say_when_the_reward_failed() -> None:
+    """The chat endpoint reports a reward fallback per choice, streamed or not."""
+    url = f"http://127.0.0.1:{free_port()}"
+    body = {"model": "scripted@best_of_n",
+            "messages": [{"role": "user", "content": "3 bags of 4?"}],
+            "search": {"n": 3, "selection": "weighted", "reward": "prm", "reward_fallback": "none"}}
+    with client_for(url) as client:
+        reply = client.post("/v1/chat/completions", json=body).json()
+        with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as stream:
+            events = [json.loads(line[len("data: "):]) for line in stream.iter_lines()
+                      if line.startswith("data: {")]
+        refused = client.post("/v1/chat/completions", json={
+            **body, "search": {**body["search"], "reward_fallback": "error"}})
+    search = reply["choices"][0]["search"]
+    assert "unreachable" in search["reward_error"] and search["answer"] == "12"
+    finish = [e["choices"][0] for e in events if e["choices"] and e["choices"][0]["finish_reason"]]
+    assert len(finish) == 1 and "unreachable" in finish[0]["search"]["reward_error"]
+    assert refused.status_code == 503
