@@ -58,6 +58,10 @@ class PRMBackend(Protocol):
         """Per prompt, the next-token log-probability of each of `label_ids`."""
         ...
 
+    async def check_health(self) -> None:
+        """Raises `RewardUnavailable` when the model cannot answer now (for /health)."""
+        ...
+
     async def close(self) -> None: ...
 
 

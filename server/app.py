@@ -71,6 +71,7 @@ def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) 
             rewards.clients,
             observers=(metrics.observe_search, note_search),
         )
+        app.state.rewards = rewards
         app.state.chat = ChatAdapter(
             app.state.service, ChatLimits(settings.max_messages, settings.max_choices)
         )
@@ -104,8 +105,13 @@ def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) 
         except PolicyUnavailable as error:
             body = HealthResponse(status="unavailable", model=policy.model_name, detail=str(error))
             return JSONResponse(body.model_dump(), status_code=503)
+        rewards = await request.app.state.rewards.health()
+        degraded = any(state != "ok" for state in rewards.values())
         body = HealthResponse(
-            status="ok", model=policy.model_name, running_requests=policy.running_requests()
+            status="degraded" if degraded else "ok",
+            model=policy.model_name,
+            running_requests=policy.running_requests(),
+            rewards=rewards,
         )
         return JSONResponse(body.model_dump())
 

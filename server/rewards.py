@@ -54,12 +54,29 @@ def validate_reward_settings(settings: Settings) -> None:
     parse_reward_spec(settings.reward, extra)
 
 
+HealthCheck = Callable[[], Awaitable[None]]
+
+
 @dataclass
 class Rewards:
-    """The configured clients (default first) and how to release them."""
+    """The configured clients (default first), how to check and how to release them."""
 
     clients: dict[str, RewardModel]
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    #: Per client with a backend of its own (the `prm`): a check that raises when
+    #: the backend is down. Clients running on the policy are checked with it.
+    health_checks: dict[str, HealthCheck] = field(default_factory=dict)
+
+    async def health(self) -> dict[str, str]:
+        """"ok" or "unavailable: why" for every client with a backend of its own."""
+        states = {}
+        for name, check in self.health_checks.items():
+            try:
+                await check()
+                states[name] = "ok"
+            except Exception as error:  # any failure of a probe means "not usable"
+                states[name] = f"unavailable: {error}"
+        return states
 
     async def close(self) -> None:
         for close in reversed(self.closers):
@@ -71,29 +88,29 @@ class Rewards:
 
 async def open_rewards(settings: Settings, policy: Policy) -> Rewards:
     """Start or connect the configured reward backends."""
-    closers: list[Callable[[], Awaitable[None]]] = []
+    opened = Rewards({})
     extra: dict[str, RewardModel] = {}
     kind = prm_kind(settings)
     if kind is not None:
-        extra[PRM_NAME] = await _open_prm(settings, kind, policy, closers)
+        extra[PRM_NAME] = await _open_prm(settings, kind, policy, opened)
     try:
-        clients = build_rewards(settings.reward, policy, extra)
+        opened.clients = build_rewards(settings.reward, policy, extra)
     except BaseException:
-        await Rewards({}, closers).close()
+        await opened.close()
         raise
-    return Rewards(clients, closers)
+    return opened
 
 
-async def _open_prm(
-    settings: Settings, kind: str, policy: Policy, closers: list[Callable[[], Awaitable[None]]]
-) -> RewardModel:
+async def _open_prm(settings: Settings, kind: str, policy: Policy, opened: Rewards) -> RewardModel:
+    """The `prm` client; what it opens is registered in `opened` (close, health)."""
     if kind == "arithmetic":
         return Renamed(ArithmeticVerifier(), PRM_NAME)
     if kind == "self-judge":
-        judge = await _judge_policy(settings, policy, closers)
+        judge = await _judge_policy(settings, policy, opened)
         return Renamed(SelfJudge(judge), PRM_NAME)
     backend = _prm_backend(settings, pooling=kind == "qwen")
-    closers.append(backend.close)
+    opened.closers.append(backend.close)
+    opened.health_checks[PRM_NAME] = backend.check_health
     if kind == "qwen":
         return QwenPRM(backend, PRM_NAME)
     return TokenLogitPRM(backend, "math-shepherd" if kind == "math-shepherd" else "rlhflow",
@@ -120,9 +137,7 @@ def _prm_engine_options(settings: Settings):  # -> EngineOptions (vLLM import de
     )
 
 
-async def _judge_policy(
-    settings: Settings, policy: Policy, closers: list[Callable[[], Awaitable[None]]]
-) -> Policy:
+async def _judge_policy(settings: Settings, policy: Policy, opened: Rewards) -> Policy:
     """The model a self-judge PRM asks: its own engine or server, else the policy."""
     if settings.prm_url:
         from server.policy.remote import RemotePolicy
@@ -135,7 +150,8 @@ async def _judge_policy(
         judge = VLLMPolicy.start(_prm_engine_options(settings))
     else:
         return policy
-    closers.append(judge.close)
+    opened.closers.append(judge.close)
+    opened.health_checks[PRM_NAME] = judge.check_health
     return _JudgeAsReward(judge)
 
 

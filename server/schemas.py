@@ -133,10 +133,18 @@ class SolveResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok", "unavailable"]
+    """503 "unavailable" when the policy cannot answer; 200 "degraded" when only a
+    reward backend of its own (the `prm`) is down: requests that do not use it still
+    work, so an orchestrator should not restart the server for it."""
+
+    status: Literal["ok", "degraded", "unavailable"]
     model: str
     detail: str | None = None
     running_requests: int = 0
+    rewards: dict[str, str] = Field(
+        default_factory=dict,
+        description="Reward backends of their own: 'ok' or 'unavailable: why'.",
+    )
 
 
 class ModelCard(BaseModel):

@@ -45,3 +45,8 @@ def test_unknown_reward_lists_the_configured_ones_including_prm(client: httpx.Cl
     response = client.post("/v1/solve", json={**REQUEST, "reward": "oracle"})
     assert response.status_code == 400
     assert "configured: arithmetic, self-judge, prm" in response.json()["error"]["message"]
+
+
+def test_health_checks_the_prm_engine_too(client: httpx.Client) -> None:
+    body = client.get("/health").json()
+    assert body["status"] == "ok" and body["rewards"] == {"prm": "ok"}

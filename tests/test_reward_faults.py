@@ -135,3 +135,15 @@ def test_chat_choices_say_when_the_reward_failed() -> None:
     finish = [e["choices"][0] for e in events if e["choices"] and e["choices"][0]["finish_reason"]]
     assert len(finish) == 1 and "unreachable" in finish[0]["search"]["reward_error"]
     assert refused.status_code == 503
+
+
+def test_health_reports_a_dead_prm_as_degraded_not_down() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with client_for(url, reward="arithmetic") as client:
+        health = client.get("/health")
+        works = solve(client, reward="arithmetic")
+    assert health.status_code == 200  # the policy and the other rewards still serve
+    body = health.json()
+    assert body["status"] == "degraded"
+    assert body["rewards"]["prm"].startswith("unavailable: ") and url in body["rewards"]["prm"]
+    assert works.status_code == 200
