@@ -1,4 +1,5 @@
-"""A remote PRM that is down or hangs: 503 naming it, or the request's fallback.
+"""Reward backends over the app: a remote PRM that is down or hangs (503 naming it,
+or the request's fallback), /health with a dead PRM, and the ensemble.
 
 The PRM client and its HTTP transport are the real ones, against a dead port and a
 socket that accepts and never answers; the policy is scripted (the HTTP tests with a
@@ -147,3 +148,27 @@ def test_health_reports_a_dead_prm_as_degraded_not_down() -> None:
     assert body["status"] == "degraded"
     assert body["rewards"]["prm"].startswith("unavailable: ") and url in body["rewards"]["prm"]
     assert works.status_code == 200
+
+
+def test_ensemble_over_http_is_the_weighted_mean_of_its_members() -> None:
+    """`--reward arithmetic:0.5,self-judge:0.5` through the app: the default reward is
+    the ensemble, and each candidate's score is the mean of what the members give
+    (the scripted policy never answers yes or no, so its self-judge scores 0.5)."""
+    async def policy(_: Settings) -> ScriptedBackend:
+        return ScriptedBackend(["3 * 4 = 12\n\nThe answer is 12.",
+                                "3 * 4 = 13\n\nThe answer is 13."])
+
+    config = Settings(reward="arithmetic:0.5,self-judge:0.5")
+    request = {"question": "3 bags of 4?", "n": 3, "selection": "max_reward",
+               "aggregation": "mean"}
+    with TestClient(create_app(config, policy_factory=policy)) as client:
+        ensemble = client.post("/v1/solve", json=request).json()
+        members = {name: client.post("/v1/solve", json={**request, "reward": name}).json()
+                   for name in ("arithmetic", "self-judge")}
+    assert ensemble["reward"] == "ensemble"
+    arithmetic = [c["score"] for c in members["arithmetic"]["candidates"]]
+    judge = [c["score"] for c in members["self-judge"]["candidates"]]
+    # Steps: a claim (true 1, false 0), then "The answer is" (no claim: 0.5); mean.
+    assert judge == [0.5, 0.5, 0.5] and arithmetic == [0.75, 0.25, 0.75]
+    assert [c["score"] for c in ensemble["candidates"]] == pytest.approx([0.625, 0.375, 0.625])
+    assert ensemble["answer"] == "12"
