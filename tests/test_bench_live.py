@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from clients.bench.datasets import Subset, load_dataset
+from clients.bench.grading import grade
 from clients.bench.grid import expand, parse_run
 from clients.bench.store import read_rows
 from clients.bench.subsample import subsample
@@ -84,6 +85,12 @@ def test_killed_and_resumed_sweep_equals_an_uninterrupted_one(ponder_server, tmp
     assert {r["label"] for r in _summary(whole)} == {
         "best_of_n/majority", "best_of_n/weighted", "best_of_n/max_reward", "direct"}
     assert (resumed / "plot.png").stat().st_size > 10_000
+    # Every kept sample is graded, so coverage (pass@k) can be read from the file.
+    sources = [r for r in read_rows(whole / "results.jsonl") if r.get("samples")]
+    assert len(sources) == 5 and all(len(r["samples"]) == 4 for r in sources)
+    assert all(s["correct"] == grade("numeric", r["gold"], s["answer"]).correct
+               for r in sources for s in r["samples"])
+    assert "pass@k" in done.stdout and len((whole / "coverage.csv").read_text().splitlines()) == 4
 
 
 def test_subsampled_picks_equal_direct_runs_on_the_same_samples(ponder_server) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from clients.bench.cli import main as bench_main
+from clients.bench.coverage import coverage, coverage_table
 from clients.bench.report import plot_data, summarize, wilson_interval, write_report
 
 
@@ -87,3 +88,32 @@ def test_ponder_bench_is_a_subcommand_of_ponder(capsys) -> None:
     help_text = capsys.readouterr().out
     assert "--concurrency" in help_text and "ponder bench report" in help_text
     assert ponder_main(["bench", "--dataset", "nope.jsonl", "--out", "/tmp/x"]) == 2
+
+
+def _source(problem: str, samples: list[tuple[str, float]], gold: str = "12") -> dict:
+    """A best-of-N source row: every sample's answer and reward (graded from the gold)."""
+    return {**_row("best_of_n/weighted", "n=1", problem, False, 10), "gold": gold,
+            "samples": [{"answer": answer, "score": score} for answer, score in samples]}
+
+
+def test_coverage_pass_at_k_and_reward_separation() -> None:
+    rows = [
+        _source("p1", [("7", 0.9), ("12", 0.8), ("12.0", 0.7), ("5", 0.1)]),
+        _source("p2", [("3", 0.2), ("4", 0.2), ("6", 0.2), ("$12", 1.0)]),
+        _row("beam_search", "budget.max_tokens=512", "p1", True, 500),  # no samples: ignored
+    ]
+    table = {c.k: c for c in coverage(rows)}
+    assert sorted(table) == [1, 2, 4]
+    assert [table[k].pass_at_k for k in (1, 2, 4)] == [0.0, 0.5, 1.0]
+    assert table[4].right_sample_share == 3 / 8  # 12, 12.0 and $12 grade as right
+    assert table[4].mean_reward_right == pytest.approx((0.8 + 0.7 + 1.0) / 3)
+    # Right rewards 0.8, 0.7, 1.0 against wrong 0.9, 0.1, 0.2, 0.2, 0.2: 4 + 4 + 5 wins.
+    assert table[4].reward_auroc == pytest.approx(13 / 15)
+    assert table[1].reward_auroc is None  # no right sample among the first ones
+    assert "| arithmetic | best_of_n | 4 | 2 | 1.00 | 0.38 |" in coverage_table(list(table.values()))
+
+
+def test_coverage_prefers_the_grade_the_sweep_stored() -> None:
+    row = _source("p1", [("12", 0.5)])
+    row["samples"][0]["correct"] = False  # e.g. a math-verify grade the gold's guess lacks
+    assert coverage([row])[0].pass_at_k == 0.0

@@ -21,9 +21,10 @@ from clients.bench.datasets import (
     load_dataset,
     parse_levels,
 )
+from clients.bench.coverage import coverage, coverage_table
 from clients.bench.grid import Cell, expand, load_grid_file, parse_params, parse_run
 from clients.bench.report import markdown_table, write_report
-from clients.bench.store import ResultsFile, read_rows
+from clients.bench.store import ResultsFile, Row, read_rows
 from clients.bench.sweep import SweepOptions, run_sweep
 
 RESULTS_NAME = "results.jsonl"
@@ -160,8 +161,9 @@ def run(argv: list[str]) -> int:
         print(f"warning: {outcome.selection_mismatches} subsampled picks at N_max differ from "
               "the server's answer", file=sys.stderr)
     if rows:
-        print(markdown_table(write_report(rows, args.out)))
-        print(f"outputs in {args.out}/: {RESULTS_NAME} summary.csv unparseable.csv plot.png")
+        print_report(rows, args.out)
+        print(f"outputs in {args.out}/: {RESULTS_NAME} summary.csv coverage.csv "
+              "unparseable.csv plot.png")
     for failure in outcome.failures:
         print(f"failed: {failure}", file=sys.stderr)
     if outcome.failures:
@@ -173,7 +175,8 @@ def run(argv: list[str]) -> int:
 def report(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="ponder bench report",
-        description="Rebuild summary.csv, unparseable.csv and plot.png from a results file.",
+        description="Rebuild summary.csv, coverage.csv, unparseable.csv and plot.png from a "
+        "results file.",
     )
     parser.add_argument("results", type=Path, help=RESULTS_NAME + " of a bench run")
     parser.add_argument("--out", type=Path, help="output folder (default: the file's folder)")
@@ -183,9 +186,18 @@ def report(argv: list[str]) -> int:
         print(f"ponder bench report: no rows in {args.results}", file=sys.stderr)
         return 2
     out = args.out or args.results.parent
-    print(markdown_table(write_report(rows, out)))
-    print(f"outputs in {out}/: summary.csv unparseable.csv plot.png plot.json")
+    print_report(rows, out)
+    print(f"outputs in {out}/: summary.csv coverage.csv unparseable.csv plot.png plot.json")
     return 0
+
+
+def print_report(rows: list[Row], out: Path) -> None:
+    """Write the outputs and print the accuracy table (and coverage, if any)."""
+    print(markdown_table(write_report(rows, out)))
+    table = coverage(rows)
+    if table:
+        print("\nWhat the best-of-N samples hold (pass@k = a perfect verifier at N = k):\n")
+        print(coverage_table(table))
 
 
 def main(argv: list[str] | None = None) -> int:

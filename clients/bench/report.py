@@ -16,6 +16,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any, Iterable
 
+from clients.bench.coverage import CoverageRow, coverage
 from clients.bench.store import Row
 
 _Z95 = 1.959963984540054
@@ -153,10 +154,13 @@ def markdown_table(summary: list[SummaryRow]) -> str:
 
 
 def write_report(rows: list[Row], out: Path) -> list[SummaryRow]:
-    """summary.csv, unparseable.csv, plot.json (the plot's data) and plot.png into `out`."""
+    """summary.csv, coverage.csv, unparseable.csv, plot.json (the plot's data) and
+    plot.png into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(rows)
     _write_csv(out / "summary.csv", [asdict(s) for s in summary], list(SummaryRow.__annotations__))
+    _write_csv(out / "coverage.csv", [asdict(c) for c in coverage(rows)],
+               list(CoverageRow.__annotations__))
     _write_csv(out / "unparseable.csv", unparseable(rows), list(_UNPARSEABLE_COLUMNS))
     data = plot_data(summary)
     (out / "plot.json").write_text(json.dumps(

@@ -75,7 +75,9 @@ def rows_for(problem: BenchProblem, cell: Cell, solved: Solved, model: str) -> l
         rows.append(row)
     # The samples themselves, once, so selections can be replayed from the file later.
     rows[0]["samples"] = [
-        {k: c.get(k) for k in ("answer", "score", "mean_logprob", "num_tokens", "finish_reason")}
+        {**{k: c.get(k) for k in ("answer", "score", "mean_logprob", "num_tokens",
+                                  "finish_reason")},
+         "correct": grade(problem.grader, problem.gold, c.get("answer")).correct}
         for c in body["candidates"]
     ]
     rows[0]["server_answer"] = body["answer"]
