@@ -26,11 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from search_strategies.protocols import ChatMessage, SamplingConfig  # noqa: E402
 from server.model_prep import EMBEDDED_MODEL_NAME, prepare_embedded_model  # noqa: E402
-from server.policy.vllm_engine import (  # noqa: E402
-    EngineOptions,
-    VLLMPolicy,
-    bind_all_cores_on_small_cpus,
-)
+from server.policy.vllm_engine import EngineOptions, VLLMPolicy  # noqa: E402
 
 PROMPT = "Write a long story about a dragon who learns arithmetic."
 SAMPLES = (1, 16)
@@ -39,10 +35,9 @@ SAMPLES = (1, 16)
 async def tokens_per_second(binding: str, runs: int, max_new_tokens: int) -> dict[int, float]:
     """Median generated tokens/s per n, for an engine started under `binding`."""
     os.environ.pop("VLLM_CPU_OMP_THREADS_BIND", None)
-    if binding == "auto":
+    if binding == "auto":  # a user's setting wins over Ponder's
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "auto"
-    else:
-        bind_all_cores_on_small_cpus()
+    # else: starting the engine applies `bind_all_cores_on_small_cpus`
     policy = VLLMPolicy.start(EngineOptions(
         model=str(prepare_embedded_model()), served_model_name=EMBEDDED_MODEL_NAME,
         max_model_len=2048, gpu_memory_utilization=0.2, enforce_eager=True))

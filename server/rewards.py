@@ -8,6 +8,7 @@ outlives the server.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
@@ -54,7 +55,11 @@ def validate_reward_settings(settings: Settings) -> None:
     parse_reward_spec(settings.reward, extra)
 
 
-HealthCheck = Callable[[], Awaitable[None]]
+#: A closer or a health check: async, no arguments, raises on failure.
+AsyncAction = Callable[[], Awaitable[None]]
+#: A health probe must answer well before an orchestrator's own probe timeout, even
+#: when a remote PRM hangs (its call timeout, `--prm-timeout-s`, may be a minute).
+HEALTH_CHECK_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -62,18 +67,20 @@ class Rewards:
     """The configured clients (default first), how to check and how to release them."""
 
     clients: dict[str, RewardModel]
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    closers: list[AsyncAction] = field(default_factory=list)
     #: Per client with a backend of its own (the `prm`): a check that raises when
     #: the backend is down. Clients running on the policy are checked with it.
-    health_checks: dict[str, HealthCheck] = field(default_factory=dict)
+    health_checks: dict[str, AsyncAction] = field(default_factory=dict)
 
     async def health(self) -> dict[str, str]:
         """"ok" or "unavailable: why" for every client with a backend of its own."""
         states = {}
         for name, check in self.health_checks.items():
             try:
-                await check()
+                await asyncio.wait_for(check(), HEALTH_CHECK_TIMEOUT_S)
                 states[name] = "ok"
+            except TimeoutError:
+                states[name] = f"unavailable: no answer within {HEALTH_CHECK_TIMEOUT_S:g} s"
             except Exception as error:  # any failure of a probe means "not usable"
                 states[name] = f"unavailable: {error}"
         return states

@@ -70,7 +70,7 @@ def client_for(prm_url: str, **settings) -> TestClient:
     async def policy(_: Settings) -> ScriptedBackend:
         return ScriptedBackend(ANSWERS)
 
-    config = Settings(prm_url=prm_url, prm_kind="qwen", prm_timeout_s=1.0, **settings)
+    config = Settings(prm_url=prm_url, prm_kind="qwen", **{"prm_timeout_s": 1.0, **settings})
     return TestClient(create_app(config, policy_factory=policy))
 
 
@@ -148,6 +148,15 @@ def test_health_reports_a_dead_prm_as_degraded_not_down() -> None:
     assert body["status"] == "degraded"
     assert body["rewards"]["prm"].startswith("unavailable: ") and url in body["rewards"]["prm"]
     assert works.status_code == 200
+
+
+def test_health_does_not_wait_out_a_hung_prms_call_timeout(silent_server: str) -> None:
+    with client_for(silent_server, prm_timeout_s=60.0) as client:
+        started = time.monotonic()
+        body = client.get("/health").json()
+    assert time.monotonic() - started < 15
+    assert body["status"] == "degraded"
+    assert body["rewards"]["prm"] == "unavailable: no answer within 5 s"
 
 
 def test_ensemble_over_http_is_the_weighted_mean_of_its_members() -> None:

@@ -52,14 +52,9 @@ def auroc(right: list[float], wrong: list[float]) -> float | None:
     ordered = sorted(wrong)
     wins = 0.0
     for score in right:
-        below = _count_below(ordered, score)
-        ties = _count_below(ordered, score, inclusive=True) - below
-        wins += below + ties / 2
+        below, not_above = bisect_left(ordered, score), bisect_right(ordered, score)
+        wins += below + (not_above - below) / 2
     return wins / (len(right) * len(wrong))
-
-
-def _count_below(ordered: list[float], value: float, inclusive: bool = False) -> int:
-    return (bisect_right if inclusive else bisect_left)(ordered, value)
 
 
 def coverage(rows: Iterable[Row]) -> list[CoverageRow]:
