@@ -88,8 +88,21 @@ def test_toml_grid_matches_the_same_runs_given_as_flags(tmp_path: Path) -> None:
     )
     assert [c.key for c in from_file] == [c.key for c in from_flags]
     assert from_file[0].reward == "arithmetic"
-    shipped = Path("clients/bench/grids/scaling.toml")
-    assert expand(*reversed(load_grid_file(shipped)))
+
+
+@pytest.mark.parametrize("shipped", sorted(Path("clients/bench/grids").glob("*.toml")),
+                         ids=lambda path: path.name)
+def test_every_shipped_grid_measures_each_strategy_at_four_or_more_points(
+    shipped: Path,
+) -> None:
+    points: dict[str, set[tuple[str, str]]] = {}
+    for cell in expand(*reversed(load_grid_file(shipped))):
+        for line in cell.lines():
+            points.setdefault(cell.strategy, set()).add((line.label, line.setting))
+    assert points
+    for strategy, measured in points.items():
+        per_line = max(sum(1 for label, _ in measured if label == one) for one, _ in measured)
+        assert per_line >= 4, f"{shipped.name}: {strategy} at {sorted(measured)}"
 
 
 def test_subsample_sizes() -> None:
