@@ -8,6 +8,7 @@ session checks that the lifespan stops both engines.
 from __future__ import annotations
 
 import httpx
+import pytest
 
 QUESTION = "Sam has 3 bags with 4 marbles in each bag. How many marbles does Sam have?"
 REQUEST = {"question": QUESTION, "n": 4, "max_new_tokens": 48, "seed": 17,
@@ -38,7 +39,13 @@ def test_weighted_best_of_n_with_the_prm(client: httpx.Client) -> None:
     again = solve(client, selection="max_reward", aggregation="last")
     assert [c["text"] for c in again["candidates"]] == [c["text"] for c in body["candidates"]]
     assert again["answer_text"] == max(again["candidates"], key=lambda c: c["score"])["text"]
-    assert solve(client)["candidates"] == body["candidates"]
+    # Same samples, same scores, floats to float32 precision only: a repeat can run
+    # in another batch shape or from vLLM's prefix cache, which rounds differently
+    # (CI once saw mean_logprob differ in the 7th digit).
+    assert solve(client)["candidates"] == [
+        {**c, "mean_logprob": pytest.approx(c["mean_logprob"], rel=1e-4),
+         "score": pytest.approx(c["score"], rel=1e-4)}
+        for c in body["candidates"]]
 
 
 def test_unknown_reward_lists_the_configured_ones_including_prm(client: httpx.Client) -> None:
