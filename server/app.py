@@ -73,7 +73,8 @@ def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) 
         )
         app.state.rewards = rewards
         app.state.chat = ChatAdapter(
-            app.state.service, ChatLimits(settings.max_messages, settings.max_choices)
+            app.state.service, ChatLimits(settings.max_messages, settings.max_choices),
+            keepalive_s=settings.sse_keepalive_s,
         )
         log.info("policy %s ready; rewards: %s", policy.model_name, list(rewards.clients))
         try:

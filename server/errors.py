@@ -94,7 +94,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(PolicyRejected)
     async def _rejected(_: Request, error: PolicyRejected) -> JSONResponse:
-        too_long = "maximum model length" in str(error)
+        too_long = error.context_too_long
         return JSONResponse(
             error_body(
                 f"the policy rejected the prompt: {error}",

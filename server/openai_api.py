@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 PLAIN_STRATEGY = "best_of_n"
 PLAIN_FIELDS: dict[str, Any] = {"n": 1}
 _STRATEGY_SEPARATOR = "@"
+#: Sent after a stretch of silence; SSE clients (the OpenAI SDK too) skip comments.
+SSE_KEEPALIVE = ": keepalive\n\n"
+KEEPALIVE = object()
 
 
 def model_ids(model_name: str) -> list[str]:
@@ -81,9 +84,11 @@ class ChatLimits:
 class ChatAdapter:
     """Translates between OpenAI chat bodies and the solve service."""
 
-    def __init__(self, service: SolveService, limits: ChatLimits) -> None:
+    def __init__(self, service: SolveService, limits: ChatLimits, keepalive_s: float = 0) -> None:
         self.service = service
         self.limits = limits
+        #: Silence (s) after which a stream sends a comment; None: never.
+        self.keepalive_s = keepalive_s if keepalive_s > 0 else None
 
     def prepare(self, body: object) -> ChatJob:
         """Validate everything (schema, limits, model, strategy fields) before any work."""
@@ -151,7 +156,8 @@ class ChatAdapter:
         return completion_body(job, list(runs))
 
     async def stream(self, job: ChatJob) -> AsyncIterator[str]:
-        """SSE events: role, progress per wave, content deltas, finish, usage, [DONE]."""
+        """SSE events: role, progress per wave, content deltas, finish, usage, [DONE],
+        and a `: keepalive` comment whenever the search is silent for `keepalive_s`."""
         events: asyncio.Queue[tuple[int, Progress] | None] = asyncio.Queue()
         started = time.monotonic()
         chunk = ChunkWriter(job)
@@ -166,7 +172,10 @@ class ChatAdapter:
         try:
             for index in range(len(job.plans)):
                 yield chunk.delta(index, {"role": "assistant", "content": ""})
-            while (event := await events.get()) is not None:
+            while (event := await self._next_event(events)) is not None:
+                if event is KEEPALIVE:
+                    yield SSE_KEEPALIVE
+                    continue
                 index, progress = event
                 yield chunk.progress(index, progress, job.plans[index], time.monotonic() - started)
             try:
@@ -199,6 +208,18 @@ class ChatAdapter:
             for task in tasks:
                 task.cancel()  # a client that left cancels its searches (engine aborts)
             await asyncio.gather(all_done, *tasks, return_exceptions=True)
+
+
+    async def _next_event(self, events: asyncio.Queue[Any]) -> Any:
+        """The next progress event, or KEEPALIVE after `keepalive_s` of silence.
+
+        A wave of a big search can take minutes on a CPU, and proxies close a
+        connection that sends nothing for a while (nginx after 60 s by default).
+        """
+        try:
+            return await asyncio.wait_for(events.get(), self.keepalive_s)
+        except asyncio.TimeoutError:  # nothing is lost: get() had not taken an item
+            return KEEPALIVE
 
 
 def problem_from(request: ChatCompletionRequest, default_system_prompt: str) -> Problem:

@@ -60,6 +60,7 @@ class Settings:
     max_body_bytes: int = 1_000_000
     max_messages: int = 256
     max_choices: int = 8
+    sse_keepalive_s: float = 15.0
 
     @property
     def limits(self) -> ServerLimits:
@@ -130,6 +131,8 @@ _HELP = {
     "max_body_bytes": "server maximum for a request body's size",
     "max_messages": "server maximum for a chat request's message count",
     "max_choices": "server maximum for a chat request's n (independent searches)",
+    "sse_keepalive_s": "seconds a chat stream may stay silent (a long search wave) before "
+    "an SSE comment line keeps proxies from closing it (0: never)",
 }
 _ENV_NAMES = {"cache_dir": "PONDER_CACHE"}
 _BOOLEANS = {"enforce_eager", "metrics_require_key"}

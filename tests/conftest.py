@@ -16,6 +16,8 @@ from tests.tiny_models import build_tiny_qwen_prm, build_tiny_token_prm
 #: Server maximums the session server runs with; tests check requests against them.
 MAX_N = 32
 MAX_NEW_TOKENS = 256
+#: Short, so that every streamed search in the tests sends keepalive comments.
+SSE_KEEPALIVE_S = 0.2
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +51,8 @@ def ponder_server(
             "--policy", str(embedded_model), "--served-model-name", "smollm2-135m-instruct",
             "--block-size", "32", "--max-n", str(MAX_N), "--reward", "arithmetic,self-judge",
             "--prm", str(tiny_prms["qwen"]), "--prm-gpu-memory-utilization", "0.1",
-            "--max-new-tokens", str(MAX_NEW_TOKENS), *ENGINE_FLAGS,
+            "--max-new-tokens", str(MAX_NEW_TOKENS), "--sse-keepalive-s", str(SSE_KEEPALIVE_S),
+            *ENGINE_FLAGS,
         ),
         log,
         "/health",

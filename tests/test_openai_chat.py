@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from search_strategies.registry import STRATEGIES
-from tests.conftest import MAX_N
+from tests.conftest import MAX_N, SSE_KEEPALIVE_S
 from tests.servers import RunningServer, wait_for
 
 MODEL = "smollm2-135m-instruct"
@@ -134,6 +134,24 @@ def test_streaming_sends_progress_then_content_then_usage(sdk: openai.OpenAI) ->
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     # Same seed without streaming: the same search, so the same answer.
     assert streamed == ask(sdk, **request).choices[0].message.content
+
+
+def test_a_silent_search_wave_keeps_the_stream_alive(ponder_server: RunningServer) -> None:
+    """While a wave runs nothing else is sent, so a comment goes out every keepalive_s;
+    SSE clients skip comments (the SDK tests above stream through them)."""
+    body = {"model": f"{MODEL}@best_of_n", "messages": [{"role": "user", "content": QUESTION}],
+            "max_tokens": 48, "seed": 5, "stream": True, "search": {"n": 4}}
+    with httpx.Client(base_url=ponder_server.url, timeout=300) as http:
+        started = time.monotonic()
+        with http.stream("POST", "/v1/chat/completions", json=body) as stream:
+            lines = [line for line in stream.iter_lines() if line]
+        elapsed = time.monotonic() - started
+    assert all(line == ": keepalive" or line.startswith("data: ") for line in lines), lines
+    assert lines[-1] == "data: [DONE]"
+    progress = next(i for i, line in enumerate(lines) if "search_progress" in line)
+    waiting = lines[:progress].count(": keepalive")
+    assert waiting >= 1, f"no keepalive during a {elapsed:.1f} s search"
+    assert lines.count(": keepalive") <= elapsed / SSE_KEEPALIVE_S + 1  # not a flood
 
 
 def test_closing_the_stream_cancels_the_search(

@@ -52,6 +52,17 @@ def test_remote_policy_serves_best_of_n(remote_ponder: RunningServer, client) ->
     assert body["usage"]["prompt_tokens"] == local["usage"]["prompt_tokens"]
 
 
+def test_prompt_longer_than_the_remote_context_is_a_400(remote_ponder: RunningServer) -> None:
+    """vLLM refuses it with a 400; Ponder passes that on as the client's error, not a 503."""
+    question = "Count the marbles. " * 600  # ~3,000 tokens; the remote context is 2,048
+    with httpx.Client(base_url=remote_ponder.url, timeout=300) as http:
+        response = http.post("/v1/solve", json={"question": question, "max_new_tokens": 8})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "context_length_exceeded", error
+    assert "maximum context length is 2048 tokens" in error["message"], error
+
+
 @pytest.mark.parametrize(
     ("fields", "param"),
     [({"selection": "weighted"}, "selection"), ({"strategy": "mcts"}, "strategy")],

@@ -10,3 +10,9 @@ class PolicyRejected(ValueError):
 
     The client can fix that, so it is a 400, not a 503 or a 500.
     """
+
+    @property
+    def context_too_long(self) -> bool:
+        """Whether the prompt did not fit the context (in-process or vLLM's wording)."""
+        text = str(self)
+        return "maximum model length" in text or "maximum context length" in text

@@ -13,11 +13,13 @@ from typing import Any, Sequence
 import httpx
 
 from search_strategies.protocols import ChatMessage, Completion, Generation, SamplingConfig
-from server.policy.errors import PolicyUnavailable
+from server.policy.errors import PolicyRejected, PolicyUnavailable
 
 
 class RemotePolicy:
-    """A `Policy` over HTTP; every call has a timeout and fails as `PolicyUnavailable`."""
+    """A `Policy` over HTTP; every call has a timeout and fails as `PolicyUnavailable`,
+    or as `PolicyRejected` when the remote server refuses the request itself (a 400,
+    such as a prompt longer than its context), which the client can fix."""
 
     def __init__(self, client: httpx.AsyncClient, base_url: str, model: str) -> None:
         self._client = client
@@ -118,12 +120,30 @@ class RemotePolicy:
             raise PolicyUnavailable(
                 f"remote policy at {self._base} unreachable: {type(error).__name__}: {error}"
             ) from error
+        if response.status_code == 400:  # e.g. a prompt longer than the remote context
+            raise PolicyRejected(
+                f"remote policy at {self._base} refused the request: {_error_message(response)}"
+            )
         if response.status_code != 200:
             raise PolicyUnavailable(
                 f"remote policy at {self._base} answered {response.status_code} "
                 f"for {url}: {response.text[:300]}"
             )
         return response.json() if expect_json else None
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The message of an OpenAI-style error body (vLLM's), else the body's start."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        message = error.get("message") if isinstance(error, dict) else body.get("message")
+        if message:
+            return str(message)
+    return response.text[:300]
 
 
 def _completion(choice: dict[str, Any], with_top_logprobs: bool) -> Completion:
