@@ -209,7 +209,6 @@ class ChatAdapter:
                 task.cancel()  # a client that left cancels its searches (engine aborts)
             await asyncio.gather(all_done, *tasks, return_exceptions=True)
 
-
     async def _next_event(self, events: asyncio.Queue[Any]) -> Any:
         """The next progress event, or KEEPALIVE after `keepalive_s` of silence.
 
