@@ -1,6 +1,8 @@
 # Ponder: two commands for a new user.
 #   make serve   set up .venv, prepare the embedded model, run the server on 127.0.0.1:8000
 #   make test    set up .venv (with test tools) and run the test suite
+#   make test-bf16  the suite with the shared test server forced to bfloat16, as on a
+#                CPU with bf16 instructions (slower here where bf16 is emulated)
 # Both are idempotent: a second run skips what is already done.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -15,7 +17,7 @@ EXTRAS ?= cpu,dev,bench
 SERVE_FLAGS ?= --enforce-eager
 PYTEST_ARGS ?=
 
-.PHONY: install model serve test bench clean
+.PHONY: install model serve test test-bf16 bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +41,9 @@ serve: model
 
 test: model
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-bf16: model
+	PONDER_TEST_DTYPE=bfloat16 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: model
 	$(BIN)/python clients/bench_overhead.py

@@ -16,20 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from search_strategies.protocols import ChatMessage, SamplingConfig  # noqa: E402
-from server.model_prep import EMBEDDED_MODEL_NAME, prepare_embedded_model  # noqa: E402
-from server.policy.vllm_engine import EngineOptions, VLLMPolicy  # noqa: E402
-
-PROMPT = "Write a long story about a dragon who learns arithmetic."
-SAMPLES = (1, 16)
+from clients.decode_speed import SAMPLES, decode_rates, embedded_engine  # noqa: E402
 
 
 async def tokens_per_second(binding: str, runs: int, max_new_tokens: int) -> dict[int, float]:
@@ -38,24 +31,7 @@ async def tokens_per_second(binding: str, runs: int, max_new_tokens: int) -> dic
     if binding == "auto":  # a user's setting wins over Ponder's
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "auto"
     # else: starting the engine applies `bind_all_cores_on_small_cpus`
-    policy = VLLMPolicy.start(EngineOptions(
-        model=str(prepare_embedded_model()), served_model_name=EMBEDDED_MODEL_NAME,
-        max_model_len=2048, gpu_memory_utilization=0.2, enforce_eager=True))
-    try:
-        prompt = await policy.encode_chat([ChatMessage("user", PROMPT)])
-        await policy.generate([prompt], SamplingConfig(n=1, max_tokens=8))  # warm-up
-        rates: dict[int, list[float]] = {n: [] for n in SAMPLES}
-        for _ in range(runs):
-            for n in SAMPLES:
-                config = SamplingConfig(n=n, max_tokens=max_new_tokens, temperature=1.0,
-                                        top_p=0.95)
-                started = time.perf_counter()
-                generation = (await policy.generate([prompt], config))[0]
-                tokens = sum(c.num_tokens for c in generation.completions)
-                rates[n].append(tokens / (time.perf_counter() - started))
-        return {n: statistics.median(values) for n, values in rates.items()}
-    finally:
-        await policy.close()
+    return await decode_rates(embedded_engine(), runs, max_new_tokens)
 
 
 async def main(args: argparse.Namespace) -> None:

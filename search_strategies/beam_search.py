@@ -2,11 +2,15 @@
 
 N beams, beam width M: the root is sampled N ways; every round the PRM scores the
 new steps (ONE reward call), the best N/M open paths survive, and each is expanded
-M ways (ONE engine call). Finished paths are set aside; the final answer is the
-weighted best-of-N over them. With `lookahead` k, each candidate is rolled out k
-greedy steps before scoring, and the rollout's score is credited to the candidate.
+M ways (ONE engine call). Finished paths are set aside; once N have finished no path
+survives and the search ends; the final answer is the weighted best-of-N over them.
+With `lookahead` k, each candidate is rolled out k greedy steps before scoring, and
+the rollout's score is credited to the candidate.
 
 `grow_rounds` is the round loop; DVTS reuses it with a different survivor rule.
+When to stop is the survivor rule's call too (no survivors: done), because the two
+searches end differently: beam search when N paths have finished, DVTS when every
+subtree's own best path has.
 """
 
 from __future__ import annotations
@@ -40,7 +44,10 @@ SurvivorRule = Callable[["BeamSearchParams", StepTree, list[StepNode], int], lis
 class BeamSearchParams(StepSearchParams):
     n: int = Field(8, ge=1, description="Beams: paths kept alive per round (N).")
     beam_width: int = Field(
-        4, ge=1, description="Expansions per surviving path (M); N/M paths survive."
+        4,
+        ge=1,
+        validate_default=True,  # the default M must divide the client's n too
+        description="Expansions per surviving path (M); N/M paths survive. Divides n.",
     )
     lookahead: int = Field(
         0, ge=0, le=8, description="Greedy steps rolled out before scoring a candidate."
@@ -58,11 +65,26 @@ class BeamSearchParams(StepSearchParams):
             raise ValueError(f"must be at most n={n} (N/M beams survive each round)")
         return value
 
+    @field_validator("beam_width")
+    @classmethod
+    def _width_divides_n(cls, value: int, info: ValidationInfo) -> int:
+        """N/M paths of M samples each: a remainder would be silently dropped every
+        round (and DVTS would get an uneven last subtree), so refuse it."""
+        n = info.data.get("n")
+        if n is not None and n % value:
+            raise ValueError(
+                f"must divide n evenly (n={n}, beam_width={value}): each round samples "
+                f"n/beam_width paths beam_width ways; use an n that is a multiple of "
+                f"beam_width, e.g. n={n - n % value} or n={n - n % value + value}"
+            )
+        return value
+
 
 def top_open(
     params: BeamSearchParams, tree: StepTree, wave: list[StepNode], finished: int
 ) -> list[StepNode]:
-    """Beam search's rule: the best N/M open paths overall, fewer as beams finish."""
+    """Beam search's rule: the best N/M open paths overall, fewer as beams finish,
+    and none (the search ends) once N paths have finished."""
     width = params.beam_width
     slots = min(params.n // width, math.ceil((params.n - finished) / width))
     ranked = sorted(
@@ -101,8 +123,6 @@ async def grow_rounds(
                 )
             await tree.score(reward, problem.question, wave, params.aggregation, extensions)
             budget.report_progress(max(n.score or 0.0 for n in finished + frontier))
-            if len(finished) >= params.n:
-                break
             keep = survivors(params, tree, wave, len(finished))
             if not keep:
                 break

@@ -2,10 +2,13 @@
 
 Beam search lets one strong early step take over every beam. DVTS instead splits
 the N samples into N/M independent subtrees: the root's N first steps form N/M
-groups of M, and every round each subtree keeps only its own best open path and
-expands it M ways. Subtrees never compete, so the final weighted vote sees N/M
-different lines of reasoning. All subtrees still share one engine call and one
-reward call per round.
+groups of M, and every round each subtree keeps only its own best new step (best
+of its M, by score) and expands it M ways. A subtree ends when that best step ends
+its solution; the search ends when every subtree has ended (or the budget has), as
+in search-and-learn, never merely because N paths have finished: finished siblings
+of a subtree's best step do not end the subtree. Subtrees never compete, so the
+final weighted vote sees N/M different lines of reasoning. All subtrees still share
+one engine call and one reward call per round.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from search_strategies.step_tree import StepNode, StepTree
 
 
 class DVTSParams(BeamSearchParams):
-    """`n` samples per round in `n // beam_width` subtrees of `beam_width` each."""
+    """`n` samples per round in `n / beam_width` subtrees of `beam_width` each
+    (`beam_width` must divide `n`, as search-and-learn asserts)."""
 
 
 def subtree_of(tree: StepTree, node: StepNode, width: int) -> int:
@@ -32,7 +36,9 @@ def best_per_subtree(
 ) -> list[StepNode]:
     """DVTS's rule: each subtree keeps its single best new node, if still open.
 
-    A subtree whose best new step finished the solution is done.
+    A subtree whose best new step finished the solution is done; how many paths
+    have finished elsewhere (`finished`) does not matter, so the search runs until
+    no subtree is left open.
     """
     best: dict[int, StepNode] = {}
     for node in wave:

@@ -6,12 +6,19 @@ PRM score (or, with `rollout`, the score of a greedy rollout to a final answer),
 that value is backed up as a running mean to the root. Priors P are the policy's own
 preference among siblings (softmax of mean token log-probability) or uniform.
 
-To keep the engine busy, simulations run in waves of `wave_size` selections made
-with virtual loss (a selected path counts as visited with value 0 until the wave
-returns, so the next selection in the wave looks elsewhere); a wave's expansions go
-to the engine in ONE call and its new nodes to the PRM in ONE call. A selected leaf
-that is already a finished solution is not expanded: its score is backed up again,
-which is how visits come to concentrate on good answers.
+To keep the engine busy, simulations run in waves of up to `wave_size` DISTINCT
+leaves selected with virtual loss (a selected path counts as visited with value 0
+until the wave returns, so the next selection in the wave looks elsewhere); a wave's
+expansions go to the engine in ONE call and its new nodes to the PRM in ONE call.
+A selection that lands on a leaf already chosen in the wave takes no slot; after
+`wave_size` such collisions the wave closes with the leaves it has (the first wave
+is the root alone), so no simulation is ever spent twice on one leaf.
+
+A simulation is one leaf evaluated: an open leaf expanded or, when PUCT reaches a
+finished solution, that solution's score backed up again (which is how visits come
+to concentrate on good answers; counting it keeps a solved tree from searching
+forever). Until a finished leaf is selected, `simulations` is exactly the number of
+expansions.
 """
 
 from __future__ import annotations
@@ -36,10 +43,15 @@ from search_strategies.step_tree import StepNode, StepTree
 
 
 class MCTSParams(StepSearchParams):
-    simulations: int = Field(16, ge=1, description="Leaf selections in total.")
+    simulations: int = Field(
+        16,
+        ge=1,
+        description="Leaves evaluated in total: each expands a distinct open leaf (or "
+        "backs up a finished one PUCT reaches again).",
+    )
     expansion_width: int = Field(3, ge=1, description="Children sampled per expansion.")
     wave_size: int = Field(
-        4, ge=1, description="Selections per batched wave (virtual loss spreads them)."
+        4, ge=1, description="Most distinct leaves per batched wave (virtual loss)."
     )
     c_puct: float = Field(1.5, gt=0, le=100, description="Exploration weight.")
     prior: Literal["policy", "uniform"] = Field(
@@ -95,12 +107,21 @@ def backup(node: StepNode, value: float) -> None:
 
 
 def select_wave(root: StepNode, c_puct: float, size: int) -> list[StepNode]:
-    """`size` leaves chosen with virtual loss; duplicates kept once."""
+    """Up to `size` distinct leaves, chosen with virtual loss.
+
+    A selection that lands on a leaf already chosen (a collision) adds its virtual
+    loss but takes no slot; after `size` collisions the tree has no other leaf to
+    offer until this wave is backed up (at the start, only the root), and the wave
+    closes with fewer leaves rather than spending a simulation twice on one.
+    """
     chosen: list[StepNode] = []
     virtual: list[StepNode] = []
-    for _ in range(size):
+    collisions = 0
+    while len(chosen) < size and collisions < size:
         leaf = select_leaf(root, c_puct)
-        if leaf not in chosen:
+        if leaf in chosen:
+            collisions += 1
+        else:
             chosen.append(leaf)
         for node in [root, *leaf.path()]:
             node.visits += 1  # a visit worth 0 until the wave returns
@@ -151,8 +172,9 @@ async def mcts(
         while simulations < params.simulations:
             size = min(params.wave_size, params.simulations - simulations)
             leaves = select_wave(tree.root, params.c_puct, size)
-            simulations += size
-            await _run_wave(problem, params, policy, reward, budget, tree, leaves)
+            simulations += await _run_wave(
+                problem, params, policy, reward, budget, tree, leaves
+            )
     except BudgetExhausted as exhausted:
         stopped = exhausted.reason
 
@@ -161,9 +183,25 @@ async def mcts(
         completed = await tree.complete_greedily(policy, budget, leaf, params)
         completed.score = leaf.score
         leaf = completed
-    finished = [n for n in tree.nodes if n.terminal]
-    chosen = leaf if leaf is not tree.root else None
-    return result_from(tree, finished, budget, stopped, chosen, with_stats=True)
+    candidates, chosen = _final_pick(tree, leaf, [n for n in tree.nodes if n.terminal])
+    return result_from(tree, candidates, budget, stopped, chosen, with_stats=True)
+
+
+def _final_pick(
+    tree: StepTree, leaf: StepNode, finished: list[StepNode]
+) -> tuple[list[StepNode], StepNode | None]:
+    """Candidates and the forced choice once the search ends.
+
+    The most-visited path wins when it ended (or was completed). When the budget or
+    the deadline left it half-written, a finished solution found elsewhere beats it
+    (the weighted pick over them); with none, the partial path is the one candidate,
+    so an anytime search always returns the best it has.
+    """
+    if leaf is tree.root:
+        return finished, None
+    if leaf.terminal:
+        return finished, leaf
+    return (finished, None) if finished else ([leaf], leaf)
 
 
 async def _run_wave(
@@ -174,9 +212,13 @@ async def _run_wave(
     budget: Budget,
     tree: StepTree,
     leaves: list[StepNode],
-) -> None:
+) -> int:
     """Expand the wave's open leaves (one engine call), value them (one reward call),
-    back up; finished leaves back up their score again."""
+    back up; finished leaves back up their score again.
+
+    Returns the simulations done: leaves expanded (the budget may drop some) plus
+    finished leaves backed up; at least one, or `BudgetExhausted` is raised.
+    """
     children = await tree.expand(
         policy, budget, [leaf for leaf in leaves if not leaf.terminal],
         params.expansion_width, params,
@@ -191,7 +233,9 @@ async def _run_wave(
                 policy, budget, new, params, steps=1, max_tokens=params.rollout_tokens
             )
         await tree.score(reward, problem.question, new, params.aggregation, extensions)
-    for node in new + [leaf for leaf in leaves if leaf.terminal]:
+    finished = [leaf for leaf in leaves if leaf.terminal]
+    for node in new + finished:
         backup(node, node.score or 0.0)
     best = max((n.score or 0.0 for n in tree.nodes if n.terminal), default=None)
     budget.report_progress(best)
+    return len(children) + len(finished)

@@ -24,7 +24,12 @@ class StepSearchParams(StrategyParams):
     max_step_tokens: int = Field(
         128, ge=1, description="New tokens per step before it is cut."
     )
-    max_steps: int = Field(10, ge=1, description="Steps per solution (tree depth).")
+    max_steps: int = Field(
+        10,
+        ge=1,
+        description="Steps per solution (tree depth); the last one runs on to the end "
+        "of the solution (no step delimiter, up to max_new_tokens).",
+    )
     step_delimiter: str = Field(
         DEFAULT_STEP_DELIMITER, min_length=1, description="Text that ends a step (kept)."
     )

@@ -6,13 +6,20 @@ re-tokenized: vLLM's prefix cache serves everything the siblings share.
 
 Expansion and scoring go out in waves: `expand` sends every parent of a wave to the
 engine in ONE call (parents × width samples), `score` sends every new node to the
-reward backend in ONE call. Before a wave, `expand` asks the budget how many samples
-still fit and shrinks the wave to that, so a step search never spends past
-`max_tokens` (stronger than the "one wave of overshoot" the API promises).
+reward backend in ONE call. Each parent's step is capped by its OWN remaining
+solution tokens, so one long path never cuts the others' steps short; as a call
+carries one `max_tokens`, parents whose caps differ (rare) go out as concurrent
+calls, one per cap. `expand` sizes a wave to what the budget can pay for in full,
+so a step search never spends past `max_tokens`.
+
+The step that reaches `max_steps` is generated to the end of the solution (no step
+delimiter, up to the solution's remaining tokens), as search-and-learn's final
+iteration does: a path never ends half-written just because it ran out of steps.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import math
@@ -28,7 +35,7 @@ from search_strategies.budget import (
     StopReason,
 )
 from search_strategies.params import StrategyParams
-from search_strategies.protocols import Completion
+from search_strategies.protocols import Completion, Generation, SamplingConfig
 from search_strategies.results import Candidate, TraceNode
 from search_strategies.reward import Aggregation, aggregate
 from search_strategies.steps import split_steps
@@ -40,8 +47,7 @@ class NodeStatus(str, enum.Enum):
     OPEN = "open"
     ANSWERED = "answered"  # wrote a closed \boxed{...}
     EOS = "eos"  # the model ended the solution
-    MAX_STEPS = "max_steps"
-    MAX_TOKENS = "max_tokens"  # the solution used its max_new_tokens
+    MAX_TOKENS = "max_tokens"  # the solution used its max_new_tokens (or the budget)
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,11 @@ class StepTree:
 
     # -- growing -----------------------------------------------------------------
 
-    def add_child(self, parent: StepNode, completion: Completion) -> StepNode:
+    def add_child(
+        self, parent: StepNode, completion: Completion, to_end: bool = False
+    ) -> StepNode:
+        """Attach `completion` below `parent`; `to_end`: it was generated without a
+        step stop, so it is the rest of the solution and the child is terminal."""
         child = StepNode(
             id=len(self.nodes),
             parent=parent,
@@ -126,25 +136,74 @@ class StepTree:
             depth=parent.depth + 1,
             solution_tokens=parent.solution_tokens + completion.num_tokens,
         )
-        child.status = self._status(child, completion)
+        child.status = self._status(child, completion, to_end)
         parent.children.append(child)
         self.nodes.append(child)
         return child
 
-    def _status(self, node: StepNode, completion: Completion) -> NodeStatus:
-        ended_on_delimiter = completion.text.endswith(self.config.delimiter)
+    def _status(self, node: StepNode, completion: Completion, to_end: bool) -> NodeStatus:
+        """Why `node` ended, or OPEN. Without a step stop (`to_end`) a "stop" can only be
+        the end of the solution, and anything else ran out of tokens."""
         if last_boxed(node.text) is not None:
             return NodeStatus.ANSWERED
-        if completion.finish_reason == "stop" and not ended_on_delimiter:
+        stopped = completion.finish_reason == "stop"
+        if stopped and (to_end or not completion.text.endswith(self.config.delimiter)):
             return NodeStatus.EOS
-        if node.solution_tokens >= self.config.max_solution_tokens:
+        if to_end or node.solution_tokens >= self.config.max_solution_tokens:
             return NodeStatus.MAX_TOKENS
-        if node.depth >= self.config.max_steps:
-            return NodeStatus.MAX_STEPS
         return NodeStatus.OPEN
 
     def _remaining_solution_tokens(self, node: StepNode) -> int:
         return max(0, self.config.max_solution_tokens - node.solution_tokens)
+
+    def is_last_step(self, parent: StepNode) -> bool:
+        """Whether `parent`'s children reach `max_steps`, so their step must finish the
+        solution rather than stop at the delimiter."""
+        return parent.depth + 1 >= self.config.max_steps
+
+    def step_cap(self, parent: StepNode) -> int:
+        """New tokens the next step below `parent` may take: its own remaining solution
+        tokens, and at most `max_step_tokens` unless it is the last step."""
+        remaining = self._remaining_solution_tokens(parent)
+        if self.is_last_step(parent):
+            return remaining
+        return min(self.config.max_step_tokens, remaining)
+
+    def _affordable(
+        self, budget: Budget, parents: list[StepNode], width: int
+    ) -> tuple[list[StepNode], int]:
+        """The parents (in priority order) and width whose steps the budget can pay
+        for in full. Parents that do not fit are skipped; if none fits at `width`, the
+        cheapest one gets as many samples as fit. Raises `BudgetExhausted` when not
+        one step is affordable."""
+        remaining = budget.remaining_tokens()
+        if remaining is None:
+            return parents, width
+        kept: list[StepNode] = []
+        left = remaining
+        for parent in parents:
+            cost = width * self.step_cap(parent)
+            if cost <= left:
+                kept.append(parent)
+                left -= cost
+        if not kept:
+            cheapest = min(parents, key=self.step_cap)
+            affordable = remaining // max(1, self.step_cap(cheapest))
+            if affordable == 0:
+                raise BudgetExhausted(budget.exhausted() or StopReason.TOKEN_BUDGET)
+            kept, width = [cheapest], min(width, affordable)
+            self.budget_limited = True
+        if len(kept) < len(parents):
+            self.budget_limited = True
+        return kept, width
+
+    def _step_sampling(
+        self, params: StrategyParams, width: int, parent: StepNode
+    ) -> SamplingConfig:
+        """The sampling of `parent`'s next step: its own cap, and the step delimiter
+        as stop unless the step is the last one."""
+        stop = () if self.is_last_step(parent) else (self.config.delimiter,)
+        return dataclasses.replace(params.sampling(width, self.step_cap(parent)), stop=stop)
 
     async def expand(
         self,
@@ -154,35 +213,28 @@ class StepTree:
         width: int,
         params: StrategyParams,
     ) -> dict[int, list[StepNode]]:
-        """Sample `width` next steps for each parent, all in ONE engine call.
+        """Sample `width` next steps for each parent, in ONE engine call per distinct
+        step sampling (one call in all unless some parents' caps differ).
 
         `parents` come in priority order: when the budget cannot afford the whole
-        wave, the last parents are dropped (and, if not even one parent's `width`
-        fits, the width shrinks). Returns new children by parent id; raises
-        `BudgetExhausted` when not one step is affordable.
+        wave, the last parents that do not fit are dropped (and, if not even one
+        parent's `width` fits, the width shrinks). Returns new children by parent id,
+        in priority order; raises `BudgetExhausted` when not one step is affordable.
         """
         parents = [p for p in parents if not p.terminal]
         if not parents:
             return {}
-        step_tokens = min(
-            self.config.max_step_tokens,
-            *(self._remaining_solution_tokens(p) for p in parents),
-        )
-        affordable = budget.affordable_samples(step_tokens)
-        if affordable is not None:
-            if affordable == 0:
-                raise BudgetExhausted(budget.exhausted() or StopReason.TOKEN_BUDGET)
-            if affordable < len(parents) * width:
-                self.budget_limited = True
-                parents = parents[: max(1, affordable // width)]
-                width = min(width, affordable)
-        sampling = dataclasses.replace(
-            params.sampling(width, step_tokens), stop=(self.config.delimiter,)
-        )
-        generations = await policy.generate([p.ids for p in parents], sampling)
+        parents, width = self._affordable(budget, parents, width)
+        groups: dict[SamplingConfig, list[StepNode]] = {}
+        for parent in parents:
+            groups.setdefault(self._step_sampling(params, width, parent), []).append(parent)
+        generations = await _generate_concurrently(policy, groups)
         children = {
-            parent.id: [self.add_child(parent, c) for c in generation.completions]
-            for parent, generation in zip(parents, generations, strict=True)
+            parent.id: [
+                self.add_child(parent, c, to_end=self.is_last_step(parent))
+                for c in generations[parent.id].completions
+            ]
+            for parent in parents
         }
         budget.usage.nodes += sum(len(c) for c in children.values())
         return children
@@ -210,10 +262,8 @@ class StepTree:
             (generation,) = await policy.generate([node.ids], sampling)
         except BudgetExhausted:
             return node
-        child = self.add_child(node, generation.completions[0])
+        child = self.add_child(node, generation.completions[0], to_end=True)
         budget.usage.nodes += 1
-        if child.status is NodeStatus.OPEN:  # ran out of tokens, not of things to say
-            child.status = NodeStatus.MAX_TOKENS
         return child
 
     async def greedy_extensions(
@@ -307,6 +357,30 @@ class StepTree:
             )
             for n in self.nodes
         ]
+
+
+async def _generate_concurrently(
+    policy: MeteredPolicy, groups: dict[SamplingConfig, list[StepNode]]
+) -> dict[int, Generation]:
+    """Each group's parents in one call, all calls at once (the engine batches them
+    together); generations by parent id. If one call fails (deadline), the others
+    are cancelled and awaited, so nothing keeps running after the search stopped."""
+    tasks = [
+        asyncio.ensure_future(policy.generate([p.ids for p in group], sampling))
+        for sampling, group in groups.items()
+    ]
+    try:
+        results = await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    return {
+        parent.id: generation
+        for group, generations in zip(groups.values(), results, strict=True)
+        for parent, generation in zip(group, generations, strict=True)
+    }
 
 
 def to_candidate(node: StepNode) -> Candidate:

@@ -10,7 +10,15 @@ import httpx
 import pytest
 
 from server.model_prep import prepare_embedded_model
-from tests.servers import ENGINE_FLAGS, RunningServer, ponder_command, start_server
+from server.policy.vllm_engine import resolve_dtype
+from tests.servers import (
+    ENGINE_FLAGS,
+    TEST_DTYPE,
+    RunningServer,
+    ponder_command,
+    shifting_seeds_client,
+    start_server,
+)
 from tests.tiny_models import build_tiny_qwen_prm, build_tiny_token_prm
 
 #: Server maximums the session server runs with; tests check requests against them.
@@ -35,24 +43,22 @@ def tiny_prms(embedded_model: Path, tmp_path_factory: pytest.TempPathFactory) ->
     }
 
 
-@pytest.fixture(scope="session")
-def ponder_server(
-    embedded_model: Path, tiny_prms: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+def _serve(
+    dtype: str, embedded_model: Path, tiny_prms: dict[str, Path], log: Path
 ) -> Iterator[RunningServer]:
-    """A live `ponder serve` on the embedded model (real vLLM), shared by all tests,
-    with the tiny Qwen2 PRM as a second in-process engine (reward "prm").
+    """A live `ponder serve` on the embedded model (real vLLM) in `dtype`, with the tiny
+    Qwen2 PRM as a second in-process engine (reward "prm").
 
     Stopping it at the end doubles as the lifecycle check: SIGTERM must leave no
     engine process (policy or PRM) behind.
     """
-    log = tmp_path_factory.mktemp("ponder") / "server.log"
     server = start_server(
         ponder_command(
             "--policy", str(embedded_model), "--served-model-name", "smollm2-135m-instruct",
             "--block-size", "32", "--max-n", str(MAX_N), "--reward", "arithmetic,self-judge",
             "--prm", str(tiny_prms["qwen"]), "--prm-gpu-memory-utilization", "0.1",
             "--max-new-tokens", str(MAX_NEW_TOKENS), "--sse-keepalive-s", str(SSE_KEEPALIVE_S),
-            *ENGINE_FLAGS,
+            "--dtype", dtype, *ENGINE_FLAGS,
         ),
         log,
         "/health",
@@ -65,7 +71,47 @@ def ponder_server(
     assert not leftovers, f"engine processes outlived the server: {leftovers}"
 
 
+@pytest.fixture(scope="session")
+def ponder_server(
+    embedded_model: Path, tiny_prms: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """The server most tests share, in the dtype a user gets on this CPU (TEST_DTYPE).
+
+    Tests on it may compare decisions and structure, never bit-identical repeats:
+    in bf16 a repeat can run in another batch shape or from the prefix cache and
+    round differently (README "Reproducibility").
+    """
+    log = tmp_path_factory.mktemp("ponder") / "server.log"
+    yield from _serve(TEST_DTYPE, embedded_model, tiny_prms, log)
+
+
+@pytest.fixture(scope="session")
+def float32_server(
+    request: pytest.FixtureRequest, embedded_model: Path, tiny_prms: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningServer]:
+    """A server in float32, for the tests whose claim is that repeats are bit-identical
+    (the README's reproducibility contract promises that in float32 only).
+
+    That is the session server itself where it already runs in float32 (`auto` on
+    CPUs without bf16 instructions); elsewhere a second server, started on first use.
+    """
+    if resolve_dtype(TEST_DTYPE) == "float32":
+        yield request.getfixturevalue("ponder_server")
+        return
+    log = tmp_path_factory.mktemp("ponder-float32") / "server.log"
+    yield from _serve("float32", embedded_model, tiny_prms, log)
+
+
 @pytest.fixture()
 def client(ponder_server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=ponder_server.url, timeout=300) as http:
+    """The shared server, with every seed shifted so no repeat draws the same samples
+    (`tests.servers.ShiftingSeeds`: what a bf16 machine may do, on every machine)."""
+    with shifting_seeds_client(ponder_server.url) as http:
+        yield http
+
+
+@pytest.fixture()
+def float32_client(float32_server: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=float32_server.url, timeout=300) as http:
         yield http

@@ -8,9 +8,20 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Awaitable, Callable, Sequence
 
-from search_strategies.protocols import ChatMessage, Completion, Generation, SamplingConfig
+from search_strategies.budget import Budget, BudgetLimits, MeteredPolicy, MeteredReward
+from search_strategies.params import StrategyParams
+from search_strategies.protocols import (
+    ChatMessage,
+    Completion,
+    Generation,
+    Policy,
+    Problem,
+    SamplingConfig,
+)
+from search_strategies.results import SearchResult
+from search_strategies.reward import RewardModel
 
 
 def char_completion(full: str, params: SamplingConfig, logprob: float) -> Completion:
@@ -114,3 +125,23 @@ class TableReward:
     async def score(self, question: str, solutions: Sequence[Sequence[str]]) -> list[list[float]]:
         self.calls.append(len(solutions))
         return [[self.table.get(step, self.default) for step in steps] for steps in solutions]
+
+
+def run_search(
+    strategy: Callable[..., Awaitable[SearchResult]],
+    params: StrategyParams,
+    policy: Policy,
+    reward: RewardModel,
+    limits: BudgetLimits = BudgetLimits(),
+) -> SearchResult:
+    """Run one strategy on "q?" under `limits`, metered as the server meters it."""
+    budget = Budget(limits)
+    return asyncio.run(
+        strategy(
+            Problem("q?"),
+            params,
+            MeteredPolicy(policy, budget),
+            MeteredReward(reward, budget),
+            budget,
+        )
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import signal
 import socket
@@ -18,6 +20,53 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 #: Engine flags that fit the 2-core CI machine: eager start, small KV reservation.
 ENGINE_FLAGS = ["--enforce-eager", "--gpu-memory-utilization", "0.2", "--max-model-len", "2048"]
+#: The dtype of the shared session server: "auto" (what a user gets on this CPU: bf16
+#: where the CPU has bf16 instructions, float32 elsewhere) unless PONDER_TEST_DTYPE
+#: forces one. `make test-bf16` forces bfloat16, so a developer on a float32 machine
+#: sees what a bf16 machine's suite would see (README "Reproducibility").
+TEST_DTYPE = os.environ.get("PONDER_TEST_DTYPE", "auto")
+
+
+class ShiftingSeeds(httpx.BaseTransport):
+    """Adds to each JSON request's `seed` the number of requests this process sent
+    through any `ShiftingSeeds` before it, so a repeated request never draws the same
+    samples on the shared test server.
+
+    bf16 machines do not promise that a seeded repeat draws the same samples
+    (README "Reproducibility"), and forcing bf16 on an AVX2 CPU does not reproduce
+    that (its emulated bf16 repeated exactly: alone, batched and cached). Shifting the
+    seeds gives every machine what a bf16 one may do, deterministically: a test
+    that relies on repeats passes nowhere, and one that relies on a particular draw
+    breaks when the order of requests changes. Such tests belong on `float32_server`.
+    """
+
+    _sent = itertools.count(1)
+
+    def __init__(self) -> None:
+        self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._inner.handle_request(self._shifted(request))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    @classmethod
+    def _shifted(cls, request: httpx.Request) -> httpx.Request:
+        if "json" not in request.headers.get("content-type", ""):
+            return request
+        body = json.loads(request.read() or b"null")
+        if not isinstance(body, dict) or not isinstance(body.get("seed"), int):
+            return request
+        body["seed"] += next(cls._sent)
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+        return httpx.Request(request.method, request.url, headers=headers,
+                             content=json.dumps(body).encode(), extensions=request.extensions)
+
+
+def shifting_seeds_client(base_url: str, timeout: float = 300) -> httpx.Client:
+    """An httpx client for the shared test server (see `ShiftingSeeds`)."""
+    return httpx.Client(base_url=base_url, timeout=timeout, transport=ShiftingSeeds())
 
 
 def free_port() -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 
 from clients.bench.grading import grade, grade_math, grade_numeric, parse_number
@@ -85,11 +87,30 @@ def test_server_extracted_answers_grade_like_the_text_they_came_from() -> None:
     assert grade_math("\\frac{1}{2}", extract_answer("so \\boxed{\\dfrac{1}{2}}")).correct
 
 
-def test_parse_number_reads_exact_values() -> None:
-    assert parse_number("$1,234.50") == parse_number("1234.5")
-    assert parse_number("3/4") == parse_number("0.75")
-    assert parse_number("\\frac{3}{0}") is None
-    assert parse_number("abc") is None
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("$1,234.50", Fraction(2469, 2)),
+        ("1234.5", Fraction(2469, 2)),
+        ("1,200", Fraction(1200)),
+        ("$18.50", Fraction(37, 2)),
+        ("-3", Fraction(-3)),
+        ("3/4", Fraction(3, 4)),
+        ("0.75", Fraction(3, 4)),
+        ("\\frac{3}{4}", Fraction(3, 4)),
+        ("1/3", Fraction(1, 3)),
+        ("0.1", Fraction(1, 10)),  # exact, not the float nearest 0.1
+    ],
+)
+def test_parse_number_reads_exact_values(text: str, value: Fraction) -> None:
+    parsed = parse_number(text)
+    assert isinstance(parsed, Fraction)
+    assert parsed == value
+
+
+@pytest.mark.parametrize("text", ["\\frac{3}{0}", "3/0", "abc", ""])
+def test_parse_number_refuses_what_is_not_a_number(text: str) -> None:
+    assert parse_number(text) is None
 
 
 def test_non_numeric_gold_is_refused_by_the_numeric_grader() -> None:

@@ -90,8 +90,21 @@ def test_toml_grid_matches_the_same_runs_given_as_flags(tmp_path: Path) -> None:
     assert from_file[0].reward == "arithmetic"
 
 
-@pytest.mark.parametrize("shipped", sorted(Path("clients/bench/grids").glob("*.toml")),
-                         ids=lambda path: path.name)
+#: Found from this file, not the working directory, so the tests below run from anywhere.
+GRIDS_DIR = Path(__file__).resolve().parent.parent / "clients" / "bench" / "grids"
+SHIPPED_GRIDS = sorted(GRIDS_DIR.glob("*.toml"))
+
+
+def test_the_grids_the_readme_names_are_shipped() -> None:
+    """Guards the parametrized test below: with no grids found it would run nothing."""
+    found = {path.name for path in SHIPPED_GRIDS}
+    assert found >= {
+        "published_arithmetic.toml", "published_gsm8k.toml", "published_rewards.toml",
+        "scaling.toml",
+    }, f"grids found in {GRIDS_DIR}: {sorted(found)}"
+
+
+@pytest.mark.parametrize("shipped", SHIPPED_GRIDS, ids=lambda path: path.name)
 def test_every_shipped_grid_measures_each_strategy_at_four_or_more_points(
     shipped: Path,
 ) -> None:

@@ -41,6 +41,32 @@ def test_picks_by_hand(selection: str, n: int, answer: str) -> None:
     assert pick.answer == answer
 
 
+# "7" twice with middling rewards, "9" once with the best; the second "7" came back
+# from the server without a log-probability (JSON null).
+SPLIT = [("7", 0.6, -0.5, 10), ("9", 0.9, -0.9, 20), ("7", 0.5, None, 30)]
+# A 1-1 tie in votes and in rewards: only the log-probabilities decide, and a null
+# one (read as -inf) loses to any number.
+TIED = [("7", 0.5, None, 10), ("9", 0.5, -2.0, 10)]
+
+
+@pytest.mark.parametrize(
+    ("samples", "selection", "answer"),
+    [
+        pytest.param(SPLIT, "majority", "7", id="split-majority"),  # 2 votes to 1
+        pytest.param(SPLIT, "weighted", "7", id="split-weighted"),  # 0.6 + 0.5 > 0.9
+        pytest.param(SPLIT, "max_reward", "9", id="split-max_reward"),  # 0.9 alone
+        pytest.param(TIED, "majority", "9", id="tied-majority"),
+        pytest.param(TIED, "weighted", "9", id="tied-weighted"),
+        pytest.param(TIED, "max_reward", "9", id="tied-max_reward"),
+    ],
+)
+def test_picks_by_hand_where_the_selections_disagree(
+    samples: list[tuple[str | None, float, float | None, int]], selection: str, answer: str
+) -> None:
+    (pick,) = subsample(_response(samples), (len(samples),), (selection,))
+    assert pick.answer == answer
+
+
 def test_usage_is_what_a_direct_run_at_that_n_spends() -> None:
     picks = subsample(_response(SAMPLES), (1, 2, 4), ("majority", "weighted"))
     by = {(p.selection, p.n): p.usage for p in picks}
@@ -56,8 +82,13 @@ def test_reward_selections_fall_back_to_voting_when_the_server_did() -> None:
     assert pick.answer == "7"
 
 
-def test_random_sample_sets_agree_with_the_server_selection_functions() -> None:
-    """Replaying from JSON (None logprobs, float scores) equals selecting the objects."""
+def test_replaying_json_candidates_picks_what_the_same_candidate_objects_pick() -> None:
+    """Reading candidates back from JSON (null logprobs, float scores) loses nothing.
+
+    Both sides call the server's selection functions, so this checks the JSON
+    conversion and that `subsample` feeds them each selection; whether the
+    selections pick the right answers is checked by hand above.
+    """
     rng = random.Random(0)
     for _ in range(300):
         samples = [(rng.choice(["1", "2", "3", None]), round(rng.random(), 2),

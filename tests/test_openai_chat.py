@@ -15,7 +15,7 @@ import pytest
 
 from search_strategies.registry import STRATEGIES
 from tests.conftest import MAX_N, SSE_KEEPALIVE_S
-from tests.servers import RunningServer, wait_for
+from tests.servers import RunningServer, shifting_seeds_client, wait_for
 
 MODEL = "smollm2-135m-instruct"
 QUESTION = "Sam has 3 bags with 4 marbles in each bag. How many marbles does Sam have?"
@@ -27,12 +27,23 @@ TURNS = [
 ]
 
 
+def _sdk(server: RunningServer, http: httpx.Client | None = None) -> openai.OpenAI:
+    # No retries: a test must see the first answer, and 429/503 would be retried.
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0,
+                         timeout=300, http_client=http)
+
+
 @pytest.fixture(scope="module")
 def sdk(ponder_server: RunningServer) -> Iterator[openai.OpenAI]:
-    # No retries: a test must see the first answer, and 429/503 would be retried.
-    with openai.OpenAI(
-        base_url=ponder_server.url + "/v1", api_key="unused", max_retries=0, timeout=300
-    ) as client:
+    """The shared server, seeds shifted per request like the `client` fixture's."""
+    with _sdk(ponder_server, shifting_seeds_client(ponder_server.url)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def float32_sdk(float32_server: RunningServer) -> Iterator[openai.OpenAI]:
+    """For claims of bit-identical repeats, which hold in float32 only."""
+    with _sdk(float32_server) as client:
         yield client
 
 
@@ -105,11 +116,16 @@ def test_n_choices_are_independent_searches_summed_in_usage(sdk: openai.OpenAI) 
     assert 2 <= reply.usage.completion_tokens <= 48
 
 
+STREAMED_SEARCH = dict(
+    model=f"{MODEL}@best_of_n", seed=17, max_tokens=24, extra_body={"search": {"n": 3}})
+
+
+def _streamed_text(chunks: list) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
 def test_streaming_sends_progress_then_content_then_usage(sdk: openai.OpenAI) -> None:
-    request = dict(
-        model=f"{MODEL}@best_of_n", seed=17, max_tokens=24,
-        extra_body={"search": {"n": 3}},
-    )
+    request = STREAMED_SEARCH
     chunks = list(
         ask(sdk, stream=True, stream_options={"include_usage": True}, **request)
     )
@@ -131,9 +147,14 @@ def test_streaming_sends_progress_then_content_then_usage(sdk: openai.OpenAI) ->
     usage = chunks[-1].usage
     assert chunks[-1].choices == [] and usage is not None
     assert usage.completion_tokens == progress["generated_tokens"]
-    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    # Same seed without streaming: the same search, so the same answer.
-    assert streamed == ask(sdk, **request).choices[0].message.content
+    assert _streamed_text(chunks)
+
+
+def test_streamed_and_plain_answers_match_in_float32(float32_sdk: openai.OpenAI) -> None:
+    """Same seed with and without streaming: the same search, so the same answer
+    (a bit-identical repeat: the float32 promise, README "Reproducibility")."""
+    streamed = _streamed_text(list(ask(float32_sdk, stream=True, **STREAMED_SEARCH)))
+    assert streamed == ask(float32_sdk, **STREAMED_SEARCH).choices[0].message.content
 
 
 def test_a_silent_search_wave_keeps_the_stream_alive(ponder_server: RunningServer) -> None:

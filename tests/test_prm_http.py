@@ -33,16 +33,23 @@ def test_weighted_best_of_n_with_the_prm(client: httpx.Client) -> None:
         assert 0 < candidate["score"] < 1
         if candidate["answer"] is not None:
             totals[candidate["answer"]] = totals.get(candidate["answer"], 0) + candidate["score"]
-    if totals:
-        assert totals[body["answer"]] == max(totals.values())
-    # A deterministic PRM: the same samples get the same scores, whatever the aggregation.
-    again = solve(client, selection="max_reward", aggregation="last")
+    assert totals, "seed 17 draws samples with answers; without them the vote is untested"
+    assert totals[body["answer"]] == max(totals.values())
+    # max_reward picks the best-scored sample of its own response, in any dtype.
+    other = solve(client, selection="max_reward", aggregation="last")
+    assert other["answer_text"] == max(other["candidates"], key=lambda c: c["score"])["text"]
+
+
+def test_prm_scores_repeat_exactly_in_float32(float32_client: httpx.Client) -> None:
+    """The reproducibility contract: in float32 a repeated seeded request draws the
+    same samples and the PRM gives them the same scores, whatever the aggregation."""
+    body = solve(float32_client)
+    again = solve(float32_client, selection="max_reward", aggregation="last")
     assert [c["text"] for c in again["candidates"]] == [c["text"] for c in body["candidates"]]
-    assert again["answer_text"] == max(again["candidates"], key=lambda c: c["score"])["text"]
-    # Same samples, same scores, floats to float32 precision only: a repeat can run
-    # in another batch shape or from vLLM's prefix cache, which rounds differently
-    # (CI once saw mean_logprob differ in the 7th digit).
-    assert solve(client)["candidates"] == [
+    # Floats to float32 precision only: a repeat can run in another batch shape or
+    # from vLLM's prefix cache, which rounds differently (CI once saw mean_logprob
+    # differ in the 7th digit).
+    assert solve(float32_client)["candidates"] == [
         {**c, "mean_logprob": pytest.approx(c["mean_logprob"], rel=1e-4),
          "score": pytest.approx(c["score"], rel=1e-4)}
         for c in body["candidates"]]

@@ -50,13 +50,22 @@ def test_best_of_n_uses_one_engine_call_and_counts_every_token(client: httpx.Cli
         assert all(votes.count(body["answer"]) >= votes.count(a) for a in votes if a)
 
 
-def test_same_seed_same_answer(client: httpx.Client) -> None:
+def test_same_seed_same_answer(float32_client: httpx.Client) -> None:
+    """Bit-identical repeats are the float32 promise (README "Reproducibility")."""
     request = dict(strategy="best_of_n", n=4, max_new_tokens=40, seed=1234)
-    first, second = solve(client, **request).json(), solve(client, **request).json()
+    first, second = (solve(float32_client, **request).json(),
+                     solve(float32_client, **request).json())
     assert [c["text"] for c in first["candidates"]] == [c["text"] for c in second["candidates"]]
     assert first["answer"] == second["answer"]
-    other = solve(client, **{**request, "seed": 4321}).json()
+    other = solve(float32_client, **{**request, "seed": 4321}).json()
     assert [c["text"] for c in other["candidates"]] != [c["text"] for c in first["candidates"]]
+
+
+def test_different_seeds_draw_different_samples_in_any_dtype(client: httpx.Client) -> None:
+    request = dict(strategy="best_of_n", n=4, max_new_tokens=40)
+    texts = [[c["text"] for c in solve(client, **request, seed=seed).json()["candidates"]]
+             for seed in (1234, 4321)]
+    assert all(len(sample) == 4 for sample in texts) and texts[0] != texts[1]
 
 
 def test_weighted_selection_uses_one_batched_reward_call(client: httpx.Client) -> None:
@@ -73,17 +82,28 @@ def test_weighted_selection_uses_one_batched_reward_call(client: httpx.Client) -
         assert totals[body["answer"]] == max(totals.values())
 
 
+SELF_JUDGE = dict(n=3, max_new_tokens=48, seed=5, selection="max_reward", reward="self-judge")
+
+
 def test_self_judge_scores_every_step_in_one_engine_call(client: httpx.Client) -> None:
-    request = dict(n=3, max_new_tokens=48, seed=5, selection="max_reward", reward="self-judge")
-    first, second = solve(client, **request).json(), solve(client, **request).json()
+    first = solve(client, **SELF_JUDGE).json()
     assert first["reward"] == "self-judge"
     # One engine call samples, one more (the judge) scores all steps of all samples.
     assert first["usage"]["reward_calls"] == 1
     assert first["usage"]["scored_steps"] >= 3
     scores = [c["score"] for c in first["candidates"]]
     assert all(0 <= s <= 1 for s in scores)
-    assert scores == [c["score"] for c in second["candidates"]]  # deterministic judge
     assert first["answer_text"] == max(first["candidates"], key=lambda c: c["score"])["text"]
+
+
+def test_self_judge_repeats_exactly_in_float32(float32_client: httpx.Client) -> None:
+    """In bf16 the judge's second run reads its prompts from the prefix cache and
+    rounds differently (0.367 vs 0.314 seen on an AMX Xeon); float32 repeats."""
+    first, second = (solve(float32_client, **SELF_JUDGE).json(),
+                     solve(float32_client, **SELF_JUDGE).json())
+    assert [c["text"] for c in first["candidates"]] == [c["text"] for c in second["candidates"]]
+    assert [c["score"] for c in first["candidates"]] == pytest.approx(
+        [c["score"] for c in second["candidates"]], rel=1e-4)
 
 
 def test_trace_lists_root_and_every_sample(client: httpx.Client) -> None:

@@ -25,6 +25,7 @@ from search_strategies.dvts import DVTSParams, dvts
 from search_strategies.mcts import MCTSParams, mcts
 from search_strategies.protocols import Generation, Problem
 from search_strategies.registry import STRATEGIES
+from search_strategies.results import SearchResult
 from search_strategies.revision import RevisionParams, revision
 from tests.fakes import TableReward, TreePolicy, char_completion
 
@@ -164,10 +165,26 @@ def test_mcts_waves_batch_expansions_into_one_engine_call():
     assert len(reward.calls) == result.usage.reward_calls
 
 
-def test_mcts_rollout_values_a_step_by_its_finished_solution():
+@pytest.mark.parametrize(
+    ("rollout", "first_step_values"),
+    [
+        # With rollout each first step is worth its greedy finish: A -> A1 -> \boxed{1}
+        # (0.2), B -> B1 -> \boxed{8} (0.3), C -> C1 -> \boxed{3} (0.1).
+        (True, {"A": 0.2, "B": 0.3, "C": 0.1}),
+        # Without it, each is worth its own PRM score.
+        (False, {"A": 0.6, "B": 0.5, "C": 0.2}),
+    ],
+)
+def test_mcts_rollout_values_a_step_by_its_finished_solution(rollout, first_step_values):
     policy, reward = TreePolicy(TRAP_TREE), TableReward(TRAP_REWARDS)
-    result = run(mcts, MCTSParams(simulations=8, rollout=True, prior="uniform"), policy, reward)
-    assert any(p.stop == () and p.temperature == 0 for _, p in policy.calls)
+    result = run(mcts, MCTSParams(simulations=8, rollout=rollout, prior="uniform"),
+                 policy, reward)
+    scores = {node.text.removesuffix(D): node.score for node in result.trace
+              if node.parent == 0}
+    assert scores == first_step_values
+    greedy_rollouts = [p for _, p in policy.calls if p.stop == () and p.temperature == 0]
+    # Without rollout the only greedy no-stop call is the final completion, if any.
+    assert (len(greedy_rollouts) > 1) is rollout
     assert result.answer is not None
 
 
@@ -211,11 +228,82 @@ def test_reward_budget_stops_a_search_with_an_answer():
     assert result.answer is not None  # best partial, completed greedily
 
 
-def test_deadline_returns_what_was_found():
-    policy = TreePolicy(TRAP_TREE, delay_s=0.3)
-    result = run(mcts, MCTSParams(simulations=40), policy, TableReward(TRAP_REWARDS),
+class StallingPolicy:
+    """Answers its first `fast_calls` engine calls at once, then stalls past any deadline,
+    so that what a search has found when its deadline passes is known exactly."""
+
+    def __init__(self, inner, fast_calls: int) -> None:
+        self.inner, self.fast_calls, self.calls = inner, fast_calls, 0
+        self.model_name = inner.model_name
+
+    async def encode_chat(self, messages):
+        return await self.inner.encode_chat(messages)
+
+    async def generate(self, prompts, params):
+        self.calls += 1
+        if self.calls > self.fast_calls:
+            await asyncio.sleep(60)  # cancelled at the deadline
+        return await self.inner.generate(prompts, params)
+
+
+#: The first step may already be a (poor) finished solution, \boxed{3} (0.1).
+EARLY_FINISH_TREE = {**TRAP_TREE, "": ["A" + D, "B" + D, "\\boxed{3}"]}
+DEADLINE_STRATEGIES = {
+    "beam_search": (beam_search, BeamSearchParams, {"n": 4, "beam_width": 2}),
+    "dvts": (dvts, DVTSParams, {"n": 4, "beam_width": 2}),
+    "mcts": (mcts, MCTSParams, {"simulations": 40, "prior": "uniform"}),
+}
+
+
+def run_to_deadline(name: str, policy) -> SearchResult:
+    strategy, model, base = DEADLINE_STRATEGIES[name]
+    result = run(strategy, model(**base), policy, TableReward(TRAP_REWARDS),
                  BudgetLimits(time_limit_s=0.5))
     assert result.stopped_reason is StopReason.DEADLINE
+    return result
+
+
+@pytest.mark.parametrize("name", sorted(DEADLINE_STRATEGIES))
+def test_deadline_returns_the_best_complete_solution_found(name):
+    """Anytime: when the deadline passes, a search returns the best complete solution
+    found so far. Here the first wave finished one, \\boxed{3}, beside better-scored
+    partial steps (A 0.6, B 0.5) that there is no time left to complete."""
+    result = run_to_deadline(name, StallingPolicy(TreePolicy(EARLY_FINISH_TREE), 1))
+    assert result.answer == "3"
+    assert result.chosen.text == "\\boxed{3}" and result.chosen.score == 0.1
+    assert {c.text for c in result.candidates} == {"\\boxed{3}"}
+    assert chosen_path(result) == ["\\boxed{3}"]
+
+
+@pytest.mark.parametrize("name", sorted(DEADLINE_STRATEGIES))
+def test_deadline_returns_what_was_found(name):
+    """With nothing finished at the deadline, the result is the best partial solution
+    (step A, 0.6), listed among the candidates: partial work, not an empty answer."""
+    result = run_to_deadline(name, StallingPolicy(TreePolicy(TRAP_TREE), 1))
+    assert result.chosen is not None
+    assert (result.chosen.text, result.chosen.score) == ("A" + D, 0.6)
+    assert result.chosen.finish_reason == "length"
+    assert [(c.text, c.score) for c in result.candidates] == [("A" + D, 0.6)]
+    assert chosen_path(result) == ["A" + D]
+
+
+def test_mcts_deadline_after_the_best_leaf_returns_it():
+    """Three waves (one engine call each) find \\boxed{7}; the deadline cuts the fourth."""
+    result = run_to_deadline("mcts", StallingPolicy(TreePolicy(TRAP_TREE), 3))
+    assert result.answer == "7"
+    assert chosen_path(result) == ["B" + D, "B2" + D, "\\boxed{7}"]
+    assert all(c.answer is not None for c in result.candidates)
+
+
+def test_revision_deadline_returns_the_attempts_so_far():
+    """The deadline cuts the first revision round: the first attempts are the answer."""
+    policy = StallingPolicy(RevisingPolicy(REVISION_TREE), 1)
+    reward = TableReward({"3 + 4 = 8": 0.0, "\\boxed{8}": 0.1})
+    result = run(revision, RevisionParams(parallel_chains=2, max_revisions=3), policy,
+                 reward, BudgetLimits(time_limit_s=0.5))
+    assert result.stopped_reason is StopReason.DEADLINE
+    assert result.answer == "8" and result.chosen.score == 0.1
+    assert len(result.candidates) == 2
 
 
 def test_progress_is_reported_once_per_wave():
