@@ -8,16 +8,27 @@ recursive-descent parser; never `eval`) and scores a step 1 when every claim hol
 A wrong "false" punishes a correct solution, while a skipped claim only loses
 signal, so whenever the text around a claim could change its meaning ("half of
 3 + 5 = 4", "2x - 3 = 7", "= 1.2 million", "= 75%") the claim is skipped.
+
+The text is the policy's, so a user can make it adversarial. Exact big-number
+arithmetic is super-linear (a 2,001-character product of `3^32768`s took 17 s), so
+the work per step is bounded: no value may exceed `_MAX_BITS`, and a step spends at
+most `_STEP_WORK` on its lines with `=`, their claims and their operations (18 lines
+like "She has 3 * 4 = 12 apples left after giving 5 away, so 12 - 5 = 7.", a few
+milliseconds; a line over about 2,000 characters is not checked). A claim past
+either bound is skipped like any other claim it cannot check.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import groupby
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
+
+from search_strategies.reward import Aggregation
 
 NUM, OP, LP, RP, EQ, WORD, OTHER, NL = "num op lp rp eq word other nl".split()
 _ARITH = {NUM, OP, LP, RP, EQ}
@@ -26,8 +37,14 @@ _MUL = {"*", "×", "·", "⋅", "∗", "x", "X"}
 _DIV = {"/", "÷"}
 _BULLETS = {"-", "*", "+", "−"}
 _MAX_DEPTH = 60
-_MAX_POWER_BITS = 1 << 16
+#: Largest numerator or denominator, in bits, of any value computed or estimated
+#: (about 2,466 digits; a literal has at most `_MAX_DIGITS`). A Fraction operation
+#: on such values costs a fraction of a millisecond; at 65,536 bits it cost 10-20 ms.
+_MAX_BITS = 1 << 13
 _MAX_DIGITS = 1000
+#: Work units (each a microsecond or two of CPU) one step may spend on its claims;
+#: see `_line_cost`, `_run_cost` and `_operation_cost` for what costs what.
+_STEP_WORK = 4000
 
 _TOKEN = re.compile(
     r"(?P<nl>\n)|(?P<ws>[^\S\n]+)"
@@ -92,11 +109,77 @@ class _NoParse(Exception):
     """The tokens are not (only) an arithmetic expression we understand."""
 
 
-class _Parser:
-    """Recursive descent over a token slice; `None` values mean "undefined" (x/0)."""
+class _Work:
+    """What a step may still spend on checking its claims, in deterministic units.
 
-    def __init__(self, tokens: Sequence[Token]) -> None:
+    Units, not seconds, so that a step scores the same on a busy machine as on an
+    idle one. The first thing the step cannot afford ends the check: what is
+    checked never depends on what comes after it.
+    """
+
+    def __init__(self, units: int = _STEP_WORK) -> None:
+        self.left = units
+
+    def spend(self, units: int) -> bool:
+        """Take `units` (then True); if fewer are left, spend them all (False)."""
+        if units > self.left:
+            self.left = 0
+            return False
+        self.left -= units
+        return True
+
+
+def _line_cost(line: str) -> int:
+    """Rewriting and tokenizing a line: a few regex passes, up to a token per character."""
+    return 10 + 2 * len(line)
+
+
+def _run_cost(tokens: int) -> int:
+    """Parsing both sides of every `=` in a run of `tokens` arithmetic tokens."""
+    return 20 + 2 * tokens
+
+
+def _operation_cost(bits: int) -> int:
+    """Units of one operation on values of up to `bits` bits.
+
+    Fraction arithmetic reduces by gcd, about quadratic in the size: measured, about
+    10 us at 1,024 bits and 150 us at 8,192 (and 10-20 ms at 65,536).
+    """
+    return 4 + 2 * (bits // 1024 + 1) ** 2
+
+
+def _sizes(value: Fraction) -> tuple[int, int]:
+    return value.numerator.bit_length(), value.denominator.bit_length()
+
+
+def _result_bits(op: str, left: Fraction, right: Fraction) -> int:
+    """Bound on the bits of `left op right` before reduction: what computing it handles."""
+    (ln, ld), (rn, rd) = _sizes(left), _sizes(right)
+    if op in _MUL:
+        return max(ln + rn, ld + rd)
+    if op in _DIV:
+        return max(ln + rd, ld + rn)
+    return max(ln + rd, rn + ld, ld + rd) + 1  # + and -
+
+
+_BINARY: dict[str, Callable[[Fraction, Fraction], Fraction]] = {
+    "+": Fraction.__add__,
+    **{op: Fraction.__sub__ for op in _MINUS},
+    **{op: Fraction.__mul__ for op in _MUL},
+    **{op: Fraction.__truediv__ for op in _DIV},
+}
+
+
+class _Parser:
+    """Recursive descent over a token slice; `None` values mean "undefined" (x/0).
+
+    Every operation is sized before it runs and paid for from `work`; one that could
+    exceed `_MAX_BITS`, or that the step can no longer afford, raises `_NoParse`.
+    """
+
+    def __init__(self, tokens: Sequence[Token], work: _Work) -> None:
         self.tokens = tokens
+        self.work = work
         self.pos = 0
         self.depth = 0
         self.has_op = False
@@ -117,16 +200,25 @@ class _Parser:
         if self.depth > _MAX_DEPTH:
             raise _NoParse("nested too deeply")
 
+    def _afford(self, bits: int) -> None:
+        """Pay for an operation on values of up to `bits`, or refuse it."""
+        if bits > _MAX_BITS:
+            raise _NoParse("values this large are not checked")
+        if not self.work.spend(_operation_cost(bits)):
+            raise _NoParse("the step has spent its checking budget")
+
+    def _binary(self, op: str, left: Fraction | None, right: Fraction | None) -> Fraction | None:
+        if left is None or right is None or (op in _DIV and right == 0):
+            return None
+        self._afford(_result_bits(op, left, right))
+        return _BINARY[op](left, right)
+
     def expr(self) -> Fraction | None:
         self._nest(1)
         value = self.term()
         while (op := self._take_op({"+"} | _MINUS)) is not None:
             self.has_op = True
-            right = self.term()
-            if value is None or right is None:
-                value = None
-            else:
-                value = value + right if op == "+" else value - right
+            value = self._binary(op, value, self.term())
         self._nest(-1)
         return value
 
@@ -134,13 +226,7 @@ class _Parser:
         value = self.unary()
         while (op := self._take_op(_MUL | _DIV)) is not None:
             self.has_op = True
-            right = self.unary()
-            if value is None or right is None:
-                value = None
-            elif op in _MUL:
-                value = value * right
-            else:
-                value = None if right == 0 else value / right
+            value = self._binary(op, value, self.unary())
         return value
 
     def unary(self) -> Fraction | None:
@@ -161,12 +247,12 @@ class _Parser:
         self._nest(-1)
         if base is None or exponent is None:
             return None
-        size = max(base.numerator.bit_length(), base.denominator.bit_length())
-        if exponent.denominator != 1 or abs(exponent) * size > _MAX_POWER_BITS:
-            raise _NoParse("only powers of modest size are checked")
+        if exponent.denominator != 1:
+            raise _NoParse("only whole powers are checked")
+        self._afford(abs(exponent.numerator) * max(_sizes(base)))
         if base == 0 and exponent < 0:
             return None
-        return base ** int(exponent)
+        return base ** exponent.numerator
 
     def atom(self) -> Fraction | None:
         token = self._peek()
@@ -189,12 +275,14 @@ class _Parser:
 
 
 def _number(text: str) -> Fraction:
-    return Fraction(text.lstrip("$€£¥₹").replace(",", ""))
+    digits = text.lstrip("$€£¥₹").replace(",", "")
+    # Fraction(str) runs a regex; whole numbers, the common case, need none.
+    return Fraction(int(digits)) if digits.isdecimal() else Fraction(digits)
 
 
-def _parse(tokens: Sequence[Token]) -> tuple[Fraction | None, bool, int]:
+def _parse(tokens: Sequence[Token], work: _Work) -> tuple[Fraction | None, bool, int]:
     """Parse the longest expression at the start: (value, has an operator, tokens used)."""
-    parser = _Parser(tokens)
+    parser = _Parser(tokens, work)
     value = parser.expr()
     return value, parser.has_op, parser.pos
 
@@ -202,12 +290,12 @@ def _parse(tokens: Sequence[Token]) -> tuple[Fraction | None, bool, int]:
 def evaluate(expression: str) -> Fraction:
     """Exact value of a plain arithmetic expression such as `(3 + 4) × 2`.
 
-    Raises `ValueError` when the text is not one whole expression and
-    `ZeroDivisionError` when it divides by zero.
+    Raises `ValueError` when the text is not one whole expression (or one too big
+    to check: see `_MAX_BITS`) and `ZeroDivisionError` when it divides by zero.
     """
     tokens = [t for t in tokenize(expression) if t.kind != NL]
     try:
-        value, _, used = _parse(tokens)
+        value, _, used = _parse(tokens, _Work())
     except _NoParse as exc:
         raise ValueError(f"not an arithmetic expression: {expression!r} ({exc})") from None
     if used != len(tokens) or any(t.kind not in _ARITH for t in tokens):
@@ -302,7 +390,7 @@ def _equal(
 
 
 def _side(
-    tokens: Sequence[Token], lo: int, hi: int, first: bool, last: bool
+    tokens: Sequence[Token], lo: int, hi: int, first: bool, last: bool, work: _Work
 ) -> tuple[Fraction | None, bool, int, int] | None:
     """Parse one side `tokens[lo:hi]` of a run: (value, has operator, lo, hi), or None.
 
@@ -326,7 +414,7 @@ def _side(
     if not seg:
         return None
     try:
-        value, has_op, used = _parse(seg)
+        value, has_op, used = _parse(seg, work)
     except _NoParse:
         return None
     if first and not shed and not _left_context_ok(tokens, lo, seg[0].text in _MINUS):
@@ -343,12 +431,12 @@ def _side(
     return None
 
 
-def _run_claims(tokens: Sequence[Token], start: int, end: int) -> list[Claim]:
+def _run_claims(tokens: Sequence[Token], start: int, end: int, work: _Work) -> list[Claim]:
     """Claims in one maximal run `tokens[start:end]` of arithmetic tokens."""
     eqs = [i for i in range(start, end) if tokens[i].kind == EQ]
     bounds = list(zip([start] + [i + 1 for i in eqs], eqs + [end]))
     sides = [
-        _side(tokens, lo, hi, k == 0, k == len(bounds) - 1)
+        _side(tokens, lo, hi, k == 0, k == len(bounds) - 1, work)
         for k, (lo, hi) in enumerate(bounds)
     ]
     claims = []
@@ -367,20 +455,55 @@ def _run_claims(tokens: Sequence[Token], start: int, end: int) -> list[Claim]:
     return claims
 
 
-def find_claims(text: str) -> list[Claim]:
-    """Every `lhs = rhs` in `text` whose two sides are plain arithmetic, checked."""
-    tokens = tokenize(text)
+#: A line holding an `=`: a claim never spans lines, and one without `=` has none.
+_CLAIM_LINE = re.compile(r"^[^\n=]*=[^\n]*", re.MULTILINE)
+
+
+def _claim_lines(text: str, work: _Work) -> Iterator[str]:
+    """The lines of `text` worth checking, in order, each paid for from `work`.
+
+    Found by one regular-expression scan, so prose costs no Python work per line. A
+    line longer than a whole step's budget is skipped (no claim in it is checked);
+    the first line the step can no longer afford ends the check.
+    """
+    for match in _CLAIM_LINE.finditer(text):
+        line = match.group()
+        if _line_cost(line) > _STEP_WORK:
+            continue
+        if not work.spend(_line_cost(line)):
+            return
+        yield line
+
+
+def _line_claims(line: str, work: _Work) -> list[Claim]:
+    """Claims in one line of text."""
+    tokens = tokenize(line)
     claims: list[Claim] = []
     runs = groupby(range(len(tokens)), key=lambda k: tokens[k].kind in _ARITH)
     for is_arithmetic, group in runs:
         span = list(group)
         if is_arithmetic and any(tokens[k].kind == EQ for k in span):
-            claims.extend(_run_claims(tokens, span[0], span[-1] + 1))
+            if not work.spend(_run_cost(len(span))):
+                break
+            claims.extend(_run_claims(tokens, span[0], span[-1] + 1, work))
     return claims
+
+
+def find_claims(text: str) -> list[Claim]:
+    """Every `lhs = rhs` in `text` whose two sides are plain arithmetic, checked.
+
+    At most `_STEP_WORK` is spent: claims past it are not found (see `_claim_lines`).
+    """
+    work = _Work()
+    return [claim for line in _claim_lines(text, work) for claim in _line_claims(line, work)]
 
 
 class ArithmeticVerifier:
     """`RewardModel` that scores a step by the arithmetic claims it makes."""
+
+    #: Each step is checked on its own: a wrong step early on leaves the last step's
+    #: score untouched, so only "min" lets it count against the solution.
+    default_aggregation: Aggregation = "min"
 
     def __init__(self, neutral: float = 0.5) -> None:
         if not 0.0 <= neutral <= 1.0:
@@ -392,13 +515,26 @@ class ArithmeticVerifier:
         return "arithmetic"
 
     def score_step(self, step: str) -> float:
+        """1 when every claim found holds, 0 when one is false, else `neutral`.
+
+        Milliseconds at most, whatever the text: the work is bounded (`_STEP_WORK`).
+        """
         claims = find_claims(step)
         if not claims:
             return self.neutral
         return 1.0 if all(claim.holds for claim in claims) else 0.0
 
+    def score_all(self, solutions: Sequence[Sequence[str]]) -> list[list[float]]:
+        """`score_step` of every step of every solution, in the same shape."""
+        return [[self.score_step(step) for step in steps] for steps in solutions]
+
     async def score(
         self, question: str, solutions: Sequence[Sequence[str]]
     ) -> list[list[float]]:
-        """Pure CPU and fast (linear in the text), so it runs inline on the loop."""
-        return [[self.score_step(step) for step in steps] for steps in solutions]
+        """Runs `score_all` in a worker thread, so the event loop serves other requests.
+
+        The thread alone would not be enough: a big-integer operation holds the GIL
+        until it ends. The bounds on each step keep every operation short, so the
+        loop gets the GIL back within a few milliseconds.
+        """
+        return await asyncio.to_thread(self.score_all, solutions)

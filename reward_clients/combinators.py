@@ -9,7 +9,14 @@ import asyncio
 import math
 from typing import Sequence
 
-from search_strategies.reward import RewardModel, RewardUnavailable, validate_scores
+from search_strategies.reward import (
+    Aggregation,
+    RewardModel,
+    RewardUnavailable,
+    aggregation_for,
+    prefix_scores,
+    validate_scores,
+)
 
 #: Score every step gets when a request continues without its reward backend.
 NO_REWARD_SCORE = 0.5
@@ -20,6 +27,14 @@ class WeightedEnsemble:
 
     Each member's answer is validated under its own name first, so a broken member
     is named in the error rather than hidden inside the mean.
+
+    Its default aggregation follows the members': when they all want the same one,
+    the step scores are the plain weighted mean and the ensemble wants that one too.
+    When they differ (a PRM that wants "last" beside the verifier that wants "min"),
+    no aggregation of the plain mean suits both, so each member's scores are first
+    made prefix scores under its own default (`prefix_scores`) and the ensemble wants
+    "last": a solution's score is then the weighted mean of each member's own
+    aggregate, and a wrong step one member found is not hidden by another's last score.
     """
 
     def __init__(self, members: Sequence[tuple[RewardModel, float]], name: str = "ensemble"):
@@ -33,6 +48,12 @@ class WeightedEnsemble:
         self.members = list(members)
         self._name = name
         self._total = math.fsum(w for _, w in members)
+        self._own: list[Aggregation] = [aggregation_for(m) for m, _ in members]
+        self._mixed = len(set(self._own)) > 1
+
+    @property
+    def default_aggregation(self) -> Aggregation:
+        return "last" if self._mixed else self._own[0]
 
     @property
     def name(self) -> str:
@@ -48,6 +69,11 @@ class WeightedEnsemble:
             validate_scores(raw, solutions, member.name)
             for raw, (member, _) in zip(answers, self.members)
         ]
+        if self._mixed:
+            checked = [
+                [prefix_scores(row, how) for row in rows]
+                for rows, how in zip(checked, self._own)
+            ]
         return [
             [
                 math.fsum(w * scores[i][j] for scores, (_, w) in zip(checked, self.members))
@@ -68,6 +94,10 @@ class Renamed:
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def default_aggregation(self) -> Aggregation:
+        return aggregation_for(self.inner)
 
     async def score(
         self, question: str, solutions: Sequence[Sequence[str]]
@@ -91,6 +121,10 @@ class ContinueWithoutReward:
     @property
     def name(self) -> str:
         return self.inner.name
+
+    @property
+    def default_aggregation(self) -> Aggregation:
+        return aggregation_for(self.inner)
 
     async def score(
         self, question: str, solutions: Sequence[Sequence[str]]

@@ -25,7 +25,7 @@ from reward_clients.prm_formats import (
     rlhflow_messages,
 )
 from search_strategies.protocols import ChatMessage
-from search_strategies.reward import RewardError, count_reward_tokens
+from search_strategies.reward import Aggregation, RewardError, count_reward_tokens
 
 TokenFormat = Literal["math-shepherd", "rlhflow"]
 
@@ -75,6 +75,9 @@ async def single_token_id(backend: PRMBackend, text: str, what: str) -> int:
 
 class QwenPRM:
     """Qwen2.5-Math-PRM (`Qwen2ForProcessRewardModel`): P(right) at every `<extra_0>`."""
+
+    #: Trained on prefixes: the last step's score judges the whole solution (Snell, HF).
+    default_aggregation: Aggregation = "last"
 
     def __init__(self, backend: PRMBackend, name: str = "prm") -> None:
         self.backend = backend
@@ -152,6 +155,9 @@ class TokenLogitPRM:
     the prefix cache does most of the prefill), each asking for one token and the
     log-probabilities of exactly the two label tokens.
     """
+
+    #: Trained on prefixes, like the Qwen PRM: the last step's score judges them all.
+    default_aggregation: Aggregation = "last"
 
     def __init__(self, backend: PRMBackend, fmt: TokenFormat, name: str = "prm") -> None:
         if fmt not in ("math-shepherd", "rlhflow"):

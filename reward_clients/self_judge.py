@@ -15,7 +15,7 @@ import math
 from typing import Sequence
 
 from search_strategies.protocols import ChatMessage, Completion, Policy, SamplingConfig
-from search_strategies.reward import count_reward_tokens
+from search_strategies.reward import Aggregation, count_reward_tokens
 
 JUDGE_SYSTEM = (
     "You check math solutions step by step. Answer with a single word: yes or no."
@@ -54,6 +54,10 @@ def probability_of_yes(completion: Completion) -> float:
 
 class SelfJudge:
     """A `RewardModel` that asks the policy to grade every step (one engine call)."""
+
+    #: Each step is judged on its own ("is the new step correct?"), so one bad step
+    #: must sink the solution: its last score says nothing about the earlier steps.
+    default_aggregation: Aggregation = "min"
 
     def __init__(self, policy: Policy, top_logprobs: int = 20) -> None:
         self._policy = policy

@@ -11,12 +11,12 @@ per solution (`last` step by default).
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import ClassVar, Literal
+from collections import Counter, defaultdict
+from typing import Callable, ClassVar, Literal
 
 from pydantic import Field
 
-from search_strategies.answers import extract_answer
+from search_strategies.answers import canonical_answer, extract_answer
 from search_strategies.budget import (
     Budget,
     BudgetExhausted,
@@ -65,8 +65,9 @@ def select_majority(candidates: list[Candidate]) -> Candidate | None:
     """Score each candidate by its answer's vote share and return the winner.
 
     Candidates without an answer get score 0 and win only when nobody has an answer.
-    Among equal vote counts the group with the higher mean log-probability wins;
-    within the winning group, the most likely sample is the one returned.
+    Votes count canonical answers (`0.5` and `\\frac{1}{2}` agree). Among equal vote
+    counts the group with the higher mean log-probability wins; within the winning
+    group, the most likely sample written in its most common form is returned.
     """
     if not candidates:
         return None
@@ -81,7 +82,7 @@ def select_majority(candidates: list[Candidate]) -> Candidate | None:
         return len(members), sum(m.mean_logprob for m in members) / len(members)
 
     winners = max(groups.values(), key=group_key)
-    return max(winners, key=lambda c: c.mean_logprob)
+    return _in_common_form(winners, lambda c: c.mean_logprob)
 
 
 def select_by_reward(
@@ -89,9 +90,9 @@ def select_by_reward(
 ) -> Candidate | None:
     """Set each candidate's score to its reward and pick by `selection`.
 
-    `weighted` sums rewards per distinct answer (answerless samples only win when no
-    sample has an answer); `max_reward` takes the best single sample. Ties go to the
-    higher mean log-probability.
+    `weighted` sums rewards per canonical answer (answerless samples only win when no
+    sample has an answer) and returns the group's best sample in its most common form;
+    `max_reward` takes the best single sample. Ties go to the higher mean log-probability.
     """
     for candidate, reward in zip(candidates, rewards, strict=True):
         candidate.score = reward
@@ -104,18 +105,36 @@ def select_by_reward(
     def group_key(members: list[Candidate]) -> tuple[float, float]:
         return sum(m.score for m in members), max(m.mean_logprob for m in members)
 
-    return _highest_reward(max(groups.values(), key=group_key))
+    return _in_common_form(max(groups.values(), key=group_key), _reward_key)
 
 
 def _highest_reward(pool: list[Candidate]) -> Candidate:
-    return max(pool, key=lambda c: (c.score, c.mean_logprob))
+    return max(pool, key=_reward_key)
+
+
+def _reward_key(candidate: Candidate) -> tuple[float, float]:
+    return candidate.score, candidate.mean_logprob
+
+
+def _in_common_form(
+    members: list[Candidate], best: Callable[[Candidate], float | tuple[float, float]]
+) -> Candidate:
+    """The `best` member among those written in the group's most common surface form.
+
+    A group merges `0.5`, `1/2` and `\\frac{1}{2}`; the reported answer is the form
+    most samples chose (ties go to the form of the `best` sample), and it is returned
+    with its own solution so the text and the answer agree.
+    """
+    forms = Counter(member.answer for member in members)
+    return max(members, key=lambda member: (forms[member.answer], best(member)))
 
 
 def _answer_groups(candidates: list[Candidate]) -> dict[str, list[Candidate]]:
+    """Candidates with an answer, grouped by canonical answer for voting."""
     groups: dict[str, list[Candidate]] = defaultdict(list)
     for candidate in candidates:
         if candidate.answer is not None:
-            groups[candidate.answer].append(candidate)
+            groups[canonical_answer(candidate.answer)].append(candidate)
     return groups
 
 

@@ -13,7 +13,17 @@ import math
 import numbers
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Iterator, Literal, Protocol, Sequence, get_args, runtime_checkable
+from typing import (
+    Iterator,
+    Literal,
+    Protocol,
+    Sequence,
+    TypeVar,
+    get_args,
+    runtime_checkable,
+)
+
+from pydantic import BaseModel
 
 Aggregation = Literal["last", "min", "prod", "mean"]
 AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
@@ -25,6 +35,13 @@ class RewardModel(Protocol):
 
     One `score` call carries every candidate the strategy wants judged, so an
     implementation can batch them into a single model call.
+
+    A client may also declare `default_aggregation`, the `Aggregation` its step scores
+    are meant for (read through `aggregation_for`): "last" for a PRM trained on
+    prefixes, whose score at the last step already judges every step; "min" for a
+    judge that scores each step on its own, whose last score says nothing about the
+    steps before it. It is optional (a client without it gets "last", the old
+    default), so wrappers and test doubles need not declare it.
     """
 
     @property
@@ -82,6 +99,49 @@ def metering_reward_tokens() -> Iterator[RewardTokens]:
         yield meter
     finally:
         _reward_tokens.reset(reset)
+
+
+def aggregation_for(reward: object) -> Aggregation:
+    """The aggregation `reward` declares for its step scores ("last" when it says none).
+
+    Used when a request leaves `aggregation` unset: the right way to combine step
+    scores is a property of the reward, not of the request (see `RewardModel`).
+    """
+    how = getattr(reward, "default_aggregation", "last")
+    if how not in AGGREGATIONS:
+        name = getattr(reward, "name", type(reward).__name__)
+        raise ValueError(f"{name}: unknown default aggregation {how!r}; "
+                         f"expected one of {AGGREGATIONS}")
+    return how
+
+
+ParamsT = TypeVar("ParamsT", bound=BaseModel)
+
+
+def with_reward_aggregation(params: ParamsT, reward: RewardModel | None) -> ParamsT:
+    """`params` with `aggregation` set to `reward`'s own default unless the request set it.
+
+    Strategy parameters keep "last" as their library default; the server calls this
+    once the reward is known, so a request without `aggregation` gets the one its
+    reward wants, and a request that names one keeps it.
+    """
+    if (
+        reward is None
+        or "aggregation" not in type(params).model_fields
+        or "aggregation" in params.model_fields_set
+    ):
+        return params
+    return params.model_copy(update={"aggregation": aggregation_for(reward)})
+
+
+def prefix_scores(step_scores: Sequence[float], how: Aggregation) -> list[float]:
+    """Per step, `how` over the steps up to it: what a PRM trained on prefixes reports.
+
+    Turns a per-step judge's scores into prefix scores (with "min", a wrong step
+    keeps every later prefix down), so they can be mixed with a PRM's and the mix
+    read with "last".
+    """
+    return [aggregate(step_scores[: end + 1], how) for end in range(len(step_scores))]
 
 
 def aggregate(step_scores: Sequence[float], how: Aggregation = "last") -> float:

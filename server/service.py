@@ -29,7 +29,7 @@ from search_strategies.params import ServerLimits, StrategyParams
 from search_strategies.protocols import Policy, Problem
 from search_strategies.registry import STRATEGIES, StrategySpec
 from search_strategies.results import SearchResult
-from search_strategies.reward import RewardModel
+from search_strategies.reward import RewardModel, with_reward_aggregation
 from server.errors import InvalidRequest
 from server.schemas import (
     CandidateOut,
@@ -158,7 +158,8 @@ class SolveService:
         return SearchPlan(
             strategy=strategy,
             spec=spec,
-            params=params,
+            # An unset `aggregation` is the reward's own (min for the verifier).
+            params=with_reward_aggregation(params, reward),
             reward=reward,
             fallback=(
                 ContinueWithoutReward(reward)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -109,10 +108,12 @@ def test_full_queue_is_a_429_with_retry_after(keyed_server: RunningServer) -> No
         auth = {"Authorization": f"Bearer {KEY_A}"}
         assert wait_for(lambda: 'ponder_queue_depth 1.0' in
                          watcher.get("/metrics", headers=auth).text, 10)
-        started = time.monotonic()
         with pytest.raises(openai.RateLimitError) as raised:
             ask(sdk_for(keyed_server, KEY_A))
-        assert time.monotonic() - started < 2, "a full queue must refuse at once"
+        # Refused at once, not after waiting for a slot: the queued search (which
+        # waits for the running one's 6 s, then runs its own) has not finished yet.
+        # An event, not a clock: a slow machine stretches both alike.
+        assert queued.is_alive(), "the refusal waited for a slot"
         assert int(raised.value.response.headers["retry-after"]) >= 1
         assert raised.value.body["code"] == "server_busy"
         assert "max_concurrent_searches=1" in raised.value.body["message"]

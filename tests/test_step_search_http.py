@@ -27,6 +27,21 @@ FIELDS = {
 }
 
 
+def _chosen_chain(trace: list[dict]) -> list[dict]:
+    """The chosen nodes as one path: root first, each the only chosen child of the
+    one before; fails if any chosen node is off that path."""
+    chosen = {node["id"]: node for node in trace if node["chosen"]}
+    chain = [chosen.pop(0)]
+    while True:
+        children = [n for n in chosen.values() if n["parent"] == chain[-1]["id"]]
+        assert len(children) <= 1, f"two chosen children of node {chain[-1]['id']}"
+        if not children:
+            break
+        chain.append(chosen.pop(children[0]["id"]))
+    assert not chosen, f"chosen nodes off the chosen path: {sorted(chosen)}"
+    return chain
+
+
 @pytest.mark.parametrize("strategy", sorted(CASES))
 def test_step_search_runs_in_budgeted_waves(client: httpx.Client, strategy: str) -> None:
     body = {
@@ -49,29 +64,34 @@ def test_step_search_runs_in_budgeted_waves(client: httpx.Client, strategy: str)
     trace = {node["id"]: node for node in result["trace"]}
     assert trace[0]["parent"] is None
     assert all(node["parent"] in trace for node in result["trace"][1:])
-    chosen = [node for node in result["trace"] if node["chosen"]]
-    assert chosen and result["answer_text"]
-    # The chosen nodes form one path from the root, and its text is the answer text.
-    assert result["answer_text"].startswith("".join(n["text"] for n in chosen[1:])[:10])
+    chain = _chosen_chain(result["trace"])
+    assert len(chain) >= 2 and result["answer_text"]
+    if strategy == "revision":  # each node is a whole attempt revising its parent
+        assert result["answer_text"] == chain[-1]["text"]
+    else:  # each node is a step: the path's steps are the answer's text
+        assert result["answer_text"] == "".join(node["text"] for node in chain[1:])
     if strategy == "mcts":
-        assert trace[0]["visits"] >= 1 and all(n["visits"] is not None for n in chosen)
+        assert trace[0]["visits"] >= 1 and all(n["visits"] is not None for n in chain)
     if strategy in ("beam_search", "dvts"):
         # Children are prompted with their parent's token ids: the prefix cache hits.
         assert usage["cached_prompt_tokens"] > 0
 
 
 def test_step_search_stops_at_the_reward_budget(client: httpx.Client) -> None:
+    """8-token steps cannot finish a solution in the first round, so the search needs
+    a second reward call, which the budget refuses."""
     response = client.post(
         "/v1/solve",
         json={
-            "question": QUESTION, "strategy": "beam_search", **STEP,
+            "question": QUESTION, "strategy": "beam_search", **STEP, "max_step_tokens": 8,
             "n": 4, "beam_width": 2, "budget": {"max_reward_calls": 1},
         },
     )
     assert response.status_code == 200, response.text
     result = response.json()
-    assert result["stopped_reason"] in ("reward_budget", "completed")
+    assert result["stopped_reason"] == "reward_budget"
     assert result["usage"]["reward_calls"] == 1
+    assert result["answer_text"]  # anytime: the best path so far, completed greedily
 
 
 @pytest.mark.parametrize(
