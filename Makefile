@@ -13,7 +13,7 @@ STAMP := $(VENV)/.ponder-installed
 # a CUDA build, point pip at PyTorch's CPU index via TORCH_PIP_ARGS="--index-url ...".
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
-EXTRAS ?= cpu,dev,bench
+EXTRAS ?= cpu,dev,bench,learn
 SERVE_FLAGS ?= --enforce-eager
 PYTEST_ARGS ?=
 

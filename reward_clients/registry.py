@@ -3,8 +3,9 @@
 `--reward arithmetic,self-judge` offers two choices (the first is the default);
 `--reward arithmetic:0.5,self-judge:0.5` combines them into one weighted ensemble
 named `ensemble`, which becomes the default while each member stays selectable on
-its own. Names built outside this module (the server's `prm`) are passed in as
-`extra`, so they can be ensemble members too.
+its own; `--reward none` (or an empty value) offers none. Names built outside this
+module (the server's `prm`) are passed in as `extra`, so they can be ensemble
+members too.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ REWARD_FACTORIES: dict[str, Callable[[Policy], RewardModel]] = {
     "self-judge": SelfJudge,
 }
 ENSEMBLE = "ensemble"
+#: The `--reward` value that offers no reward (an empty value means the same).
+NO_REWARD = "none"
 
 
 @dataclass(frozen=True)
@@ -43,11 +46,19 @@ class RewardSpec:
 
 
 def parse_reward_spec(spec: str, extra: tuple[str, ...] = ()) -> RewardSpec:
-    """Parse `name[,name...]` or `name:weight[,name:weight...]`; errors say what to fix."""
+    """Parse `name[,name...]` or `name:weight[,name:weight...]`; errors say what to fix.
+
+    `none` (or "") is no reward at all: a server that should run only what needs none.
+    """
     known = set(REWARD_FACTORIES) | set(extra)
     names: list[str] = []
     weights: dict[str, float] = {}
     items = [part.strip() for part in spec.split(",") if part.strip()]
+    if items == [NO_REWARD]:
+        return RewardSpec()
+    if NO_REWARD in items:
+        raise ValueError(f"reward {NO_REWARD!r} means no reward and cannot be listed with "
+                         f"others: {spec!r}")
     for item in items:
         name, sep, raw_weight = (part.strip() for part in item.partition(":"))
         if name not in known:
@@ -78,7 +89,7 @@ def reward_names(spec: str, extra: tuple[str, ...] = ()) -> list[str]:
 def build_rewards(
     spec: str, policy: Policy, extra: Mapping[str, RewardModel] | None = None
 ) -> dict[str, RewardModel]:
-    """Instantiate the rewards named in `spec` ("" means none), default first.
+    """Instantiate the rewards named in `spec` ("" or "none": none), default first.
 
     `extra` holds clients the server built itself (e.g. `prm`); they are offered
     after the ones `spec` names, and may be ensemble members.

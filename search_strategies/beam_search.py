@@ -132,8 +132,8 @@ async def grow_rounds(
     return await finish_weighted(tree, finished, frontier, params, policy, budget, stopped)
 
 
-def _flatten(children: dict[int, list[StepNode]]) -> list[StepNode]:
-    return [node for nodes in children.values() for node in nodes]
+def _flatten(children: list[list[StepNode]]) -> list[StepNode]:
+    return [node for nodes in children for node in nodes]
 
 
 async def beam_search(

@@ -223,8 +223,8 @@ async def _run_wave(
         policy, budget, [leaf for leaf in leaves if not leaf.terminal],
         params.expansion_width, params,
     )
-    new = [child for kids in children.values() for child in kids]
-    for kids in children.values():
+    new = [child for kids in children for child in kids]
+    for kids in children:
         set_priors(kids, params.prior)
     if new:
         extensions = None
@@ -238,4 +238,4 @@ async def _run_wave(
         backup(node, node.score or 0.0)
     best = max((n.score or 0.0 for n in tree.nodes if n.terminal), default=None)
     budget.report_progress(best)
-    return len(children) + len(finished)
+    return sum(1 for kids in children if kids) + len(finished)

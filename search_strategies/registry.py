@@ -9,6 +9,10 @@ from search_strategies.beam_search import BeamSearchParams, beam_search
 from search_strategies.best_of_n import BestOfNParams, best_of_n
 from search_strategies.dvts import DVTSParams, dvts
 from search_strategies.mcts import MCTSParams, mcts
+from search_strategies.particle_filtering import (
+    ParticleFilteringParams,
+    particle_filtering,
+)
 from search_strategies.budget import Budget, MeteredPolicy, MeteredReward
 from search_strategies.params import StrategyParams
 from search_strategies.protocols import Problem
@@ -36,5 +40,6 @@ STRATEGIES: dict[str, StrategySpec] = {
         StrategySpec("dvts", DVTSParams, dvts),
         StrategySpec("mcts", MCTSParams, mcts),
         StrategySpec("revision", RevisionParams, revision),
+        StrategySpec("particle_filtering", ParticleFilteringParams, particle_filtering),
     )
 }

@@ -35,6 +35,9 @@ class TraceNode:
     #: MCTS statistics; None for strategies that do not keep them.
     visits: int | None = None
     value: float | None = None
+    #: Particle filtering: the share of the population's weight this node held when
+    #: last weighed (summed over the particles on it); None for other strategies.
+    weight: float | None = None
 
 
 @dataclass

@@ -7,14 +7,18 @@ completed greedily as far as the remaining budget allows.
 
 from __future__ import annotations
 
+import math
+from typing import Callable
+
 from pydantic import Field
 
+from search_strategies.answers import extract_answer
 from search_strategies.best_of_n import select_by_reward
 from search_strategies.budget import Budget, MeteredPolicy, StopReason
 from search_strategies.params import StrategyParams, capped_by
-from search_strategies.results import SearchResult
+from search_strategies.results import Candidate, SearchResult
 from search_strategies.reward import Aggregation
-from search_strategies.step_tree import StepConfig, StepNode, StepTree, to_candidate
+from search_strategies.step_tree import NodeStatus, StepConfig, StepNode, StepTree
 from search_strategies.steps import DEFAULT_STEP_DELIMITER
 
 
@@ -53,6 +57,11 @@ class StepSearchParams(StrategyParams):
         )
 
 
+def by_score(node: StepNode) -> tuple[float, float]:
+    """Rank of a partial path: its reward, then its likelihood."""
+    return node.score or 0.0, node.mean_logprob
+
+
 async def finish_weighted(
     tree: StepTree,
     finished: list[StepNode],
@@ -61,16 +70,18 @@ async def finish_weighted(
     policy: MeteredPolicy,
     budget: Budget,
     stopped: StopReason,
+    rank: Callable[[StepNode], tuple[float, ...]] = by_score,
 ) -> SearchResult:
     """End a beam-style search: weighted best-of-N over finished paths.
 
-    Without a finished path, the best partial one (by score, then likelihood) is
-    completed greedily within what is left of the budget.
+    Without a finished path, the best partial one (by `rank`: score, then
+    likelihood, unless the search knows better) is completed greedily within what
+    is left of the budget.
     """
     if not finished and partial:
-        best = max(partial, key=lambda n: (n.score or 0.0, n.mean_logprob))
+        best = max(partial, key=rank)
         completed = await tree.complete_greedily(policy, budget, best, params)
-        completed.score = best.score
+        completed.score, completed.weight = best.score, best.weight
         finished = [completed]
     return result_from(tree, finished, budget, stopped, choose=None)
 
@@ -102,4 +113,21 @@ def result_from(
         usage=budget.usage,
         stopped_reason=stopped,
         trace=tree.trace(choose, with_stats),
+    )
+
+
+def to_candidate(node: StepNode) -> Candidate:
+    """A finished (or budget-cut) path as a candidate solution."""
+    text = node.solution_text()
+    path = node.path()
+    tokens = sum(n.step_tokens for n in path)
+    logprob = math.fsum(n.logprob_sum for n in path)
+    finished = node.status in (NodeStatus.ANSWERED, NodeStatus.EOS)
+    return Candidate(
+        text=text,
+        answer=extract_answer(text),
+        mean_logprob=logprob / tokens if tokens else -math.inf,
+        finish_reason="stop" if finished else "length",
+        num_tokens=tokens,
+        score=node.score if node.score is not None else 0.0,
     )

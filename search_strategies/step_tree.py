@@ -5,8 +5,9 @@ full prompt-plus-path ids, so a child is prompted with its parent's ids plus not
 re-tokenized: vLLM's prefix cache serves everything the siblings share.
 
 Expansion and scoring go out in waves: `expand` sends every parent of a wave to the
-engine in ONE call (parents × width samples), `score` sends every new node to the
-reward backend in ONE call. Each parent's step is capped by its OWN remaining
+engine in ONE call (parents × width samples; a parent listed k times, as a resampled
+particle is, is one prompt sampled k × width ways), `score` sends every new node to
+the reward backend in ONE call. Each parent's step is capped by its OWN remaining
 solution tokens, so one long path never cuts the others' steps short; as a call
 carries one `max_tokens`, parents whose caps differ (rare) go out as concurrent
 calls, one per cap. `expand` sizes a wave to what the budget can pay for in full,
@@ -22,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import itertools
 import math
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
-from search_strategies.answers import extract_answer, last_boxed
+from search_strategies.answers import last_boxed
 from search_strategies.budget import (
     Budget,
     BudgetExhausted,
@@ -36,7 +39,7 @@ from search_strategies.budget import (
 )
 from search_strategies.params import StrategyParams
 from search_strategies.protocols import Completion, Generation, SamplingConfig
-from search_strategies.results import Candidate, TraceNode
+from search_strategies.results import TraceNode
 from search_strategies.reward import Aggregation, aggregate
 from search_strategies.steps import split_steps
 
@@ -81,6 +84,8 @@ class StepNode:
     prior: float = 1.0
     visits: int = 0
     value_sum: float = 0.0
+    #: Share of the particle population's weight held here (particle filtering).
+    weight: float | None = None
     children: list[StepNode] = field(default_factory=list)
 
     @property
@@ -212,32 +217,49 @@ class StepTree:
         parents: Sequence[StepNode],
         width: int,
         params: StrategyParams,
-    ) -> dict[int, list[StepNode]]:
-        """Sample `width` next steps for each parent, in ONE engine call per distinct
-        step sampling (one call in all unless some parents' caps differ).
+    ) -> list[list[StepNode]]:
+        """Sample `width` next steps for each entry of `parents`, in ONE engine call per
+        distinct step sampling (one call in all unless caps or copy counts differ).
 
+        A parent may be listed k times (a resampled particle): its copies share one
+        prompt sampled k·width ways, so each copy gets its own samples even under a
+        request seed (k identical prompts with one seed would draw identical steps).
         `parents` come in priority order: when the budget cannot afford the whole
-        wave, the last parents that do not fit are dropped (and, if not even one
-        parent's `width` fits, the width shrinks). Returns new children by parent id,
-        in priority order; raises `BudgetExhausted` when not one step is affordable.
+        wave, the last entries that do not fit are dropped (and, if not even one
+        entry's `width` fits, the width shrinks). Returns one list of new children per
+        entry, in the same order: empty for a terminal or dropped entry. Raises
+        `BudgetExhausted` when not one step is affordable.
         """
-        parents = [p for p in parents if not p.terminal]
-        if not parents:
-            return {}
-        parents, width = self._affordable(budget, parents, width)
+        open_parents = [p for p in parents if not p.terminal]
+        if not open_parents:
+            return [[] for _ in parents]
+        kept, width = self._affordable(budget, open_parents, width)
+        copies = Counter(p.id for p in kept)
         groups: dict[SamplingConfig, list[StepNode]] = {}
-        for parent in parents:
-            groups.setdefault(self._step_sampling(params, width, parent), []).append(parent)
+        for parent in {p.id: p for p in kept}.values():
+            sampling = self._step_sampling(params, copies[parent.id] * width, parent)
+            groups.setdefault(sampling, []).append(parent)
         generations = await _generate_concurrently(policy, groups)
-        children = {
-            parent.id: [
-                self.add_child(parent, c, to_end=self.is_last_step(parent))
-                for c in generations[parent.id].completions
-            ]
-            for parent in parents
-        }
-        budget.usage.nodes += sum(len(c) for c in children.values())
+        samples = {pid: iter(g.completions) for pid, g in generations.items()}
+        children = [self._adopt(parent, copies, samples, width) for parent in parents]
+        budget.usage.nodes += sum(len(kids) for kids in children)
         return children
+
+    def _adopt(
+        self,
+        parent: StepNode,
+        copies: Counter[int],
+        samples: dict[int, Iterator[Completion]],
+        width: int,
+    ) -> list[StepNode]:
+        """The next `width` of `parent`'s samples as children of this entry, while the
+        budget kept copies of it (the first copies listed are the ones kept)."""
+        if copies[parent.id] <= 0:
+            return []
+        copies[parent.id] -= 1
+        to_end = self.is_last_step(parent)
+        mine = itertools.islice(samples[parent.id], width)
+        return [self.add_child(parent, completion, to_end) for completion in mine]
 
     async def complete_greedily(
         self, policy: MeteredPolicy, budget: Budget, node: StepNode, params: StrategyParams
@@ -354,6 +376,7 @@ class StepTree:
                 score=n.score,
                 visits=n.visits if with_stats else None,
                 value=n.value if with_stats else None,
+                weight=n.weight,
             )
             for n in self.nodes
         ]
@@ -381,20 +404,3 @@ async def _generate_concurrently(
         for group, generations in zip(groups.values(), results, strict=True)
         for parent, generation in zip(group, generations, strict=True)
     }
-
-
-def to_candidate(node: StepNode) -> Candidate:
-    """A finished (or budget-cut) path as a candidate solution."""
-    text = node.solution_text()
-    path = node.path()
-    tokens = sum(n.step_tokens for n in path)
-    logprob = math.fsum(n.logprob_sum for n in path)
-    finished = node.status in (NodeStatus.ANSWERED, NodeStatus.EOS)
-    return Candidate(
-        text=text,
-        answer=extract_answer(text),
-        mean_logprob=logprob / tokens if tokens else -math.inf,
-        finish_reason="stop" if finished else "length",
-        num_tokens=tokens,
-        score=node.score if node.score is not None else 0.0,
-    )

@@ -17,7 +17,7 @@ from server.disconnect import ClientDisconnected, client_closed_response
 from server.errors import install_error_handlers
 from server.limits import SearchSlots, read_json_body, run_in_slot
 from server.metrics import PonderMetrics
-from server.openai_api import ChatAdapter, ChatLimits, model_ids
+from server.openai_api import ChatAdapter, ChatLimits
 from server.openai_api import router as openai_router
 from server.policy.errors import PolicyUnavailable
 from server.request_log import RequestLogMiddleware, configure_access_log, note_search
@@ -118,9 +118,9 @@ def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) 
 
     @app.get("/v1/models", response_model=ModelList)
     async def models(request: Request) -> ModelList:
-        """Plain sampling and one id per registered strategy (`<model>@<strategy>`)."""
-        names = model_ids(service(request).policy.model_name)
-        return ModelList(data=[ModelCard(id=name) for name in names])
+        """Plain sampling and one id per strategy it can run (`<model>@<strategy>`)."""
+        chat: ChatAdapter = request.app.state.chat
+        return ModelList(data=[ModelCard(id=name) for name in chat.model_ids()])
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

@@ -1,4 +1,5 @@
-"""The `ponder` command: `ponder serve`, `ponder prepare-model` and `ponder bench`."""
+"""The `ponder` command: `ponder serve`, `ponder prepare-model`, `ponder bench` and
+`ponder learn`."""
 
 from __future__ import annotations
 
@@ -60,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "bench", help="benchmark accuracy vs compute against a server", add_help=False
     )
+    # Listed for `ponder --help`; its arguments are parsed by learning.cli.
+    commands.add_parser(
+        "learn", help="collect and export training data from searches", add_help=False
+    )
     return parser
 
 
@@ -69,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         from clients.bench.cli import main as bench_main
 
         return bench_main(argv[1:])
+    if argv and argv[0] == "learn":
+        from learning.cli import main as learn_main
+
+        return learn_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "serve":

@@ -7,6 +7,8 @@ for OpenAI-compatible servers can read Ponder's errors too.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from functools import singledispatch
 from typing import Mapping
 
 from fastapi import FastAPI, Request
@@ -76,72 +78,104 @@ def error_body(message: str, kind: str, param: str | None, code: str | None) -> 
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
+@dataclass(frozen=True)
+class OpenAIError:
+    """An error as OpenAI sends it: the status and body of a JSON answer.
+
+    A stream that has already begun (its status was 200) sends only the body, as
+    an SSE event, so `body` must say everything on its own.
+    """
+
+    status_code: int
+    body: dict
+    headers: dict[str, str] | None = None
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body, status_code=self.status_code, headers=self.headers)
+
+
+@singledispatch
+def openai_error(error: Exception) -> OpenAIError:
+    """THE mapping from a failure to OpenAI's error, for JSON answers and streams alike.
+
+    One function, so a failure reads the same whichever way it reaches the client
+    (the two copies had drifted: the stream said `invalid_prompt` where the JSON
+    said `context_length_exceeded`). Anything unforeseen is a 500 naming only its
+    type, and is logged with its traceback.
+    """
+    log.error("unexpected error", exc_info=error)
+    return OpenAIError(
+        500, error_body(f"internal error: {type(error).__name__}", "server_error", None, None)
+    )
+
+
+@openai_error.register
+def _invalid(error: InvalidRequest) -> OpenAIError:
+    return OpenAIError(
+        400, error_body(error.message, "invalid_request_error", error.param, "invalid_value")
+    )
+
+
+@openai_error.register
+def _validation(error: RequestValidationError) -> OpenAIError:
+    return _invalid(InvalidRequest.from_validation(error))
+
+
+@openai_error.register
+def _busy(error: ServerBusy) -> OpenAIError:
+    return OpenAIError(
+        429,
+        error_body(error.message, "rate_limit_error", None, "server_busy"),
+        {"Retry-After": str(error.retry_after_s)},
+    )
+
+
+@openai_error.register
+def _rejected(error: PolicyRejected) -> OpenAIError:
+    too_long = error.context_too_long
+    return OpenAIError(
+        400,
+        error_body(
+            f"the policy rejected the prompt: {error}",
+            "invalid_request_error",
+            "messages" if too_long else None,
+            "context_length_exceeded" if too_long else "invalid_prompt",
+        ),
+    )
+
+
+@openai_error.register
+def _no_model(error: ModelNotFound) -> OpenAIError:
+    return OpenAIError(
+        404, error_body(error.message, "invalid_request_error", "model", "model_not_found")
+    )
+
+
+@openai_error.register
+def _http(error: HTTPException) -> OpenAIError:
+    kind = "not_found_error" if error.status_code == 404 else "invalid_request_error"
+    return OpenAIError(
+        error.status_code,
+        error_body(str(error.detail), kind, None, None),
+        getattr(error, "headers", None),
+    )
+
+
+@openai_error.register(PolicyUnavailable)
+@openai_error.register(RewardError)
+def _unavailable(error: Exception) -> OpenAIError:
+    """A backend that cannot answer is the server's problem, not the client's."""
+    code = "policy_unavailable" if isinstance(error, PolicyUnavailable) else "reward_unavailable"
+    log.error("%s: %s", code, error)
+    return OpenAIError(503, error_body(str(error), "service_unavailable", None, code))
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(InvalidRequest)
-    async def _invalid(_: Request, error: InvalidRequest) -> JSONResponse:
-        return JSONResponse(
-            error_body(error.message, "invalid_request_error", error.param, "invalid_value"),
-            status_code=400,
-        )
+    """Answer every exception `openai_error` knows (and any other, as a 500) with it."""
 
-    @app.exception_handler(ServerBusy)
-    async def _busy(_: Request, error: ServerBusy) -> JSONResponse:
-        return JSONResponse(
-            error_body(error.message, "rate_limit_error", None, "server_busy"),
-            status_code=429,
-            headers={"Retry-After": str(error.retry_after_s)},
-        )
+    async def answer(_: Request, error: Exception) -> JSONResponse:
+        return openai_error(error).response()
 
-    @app.exception_handler(PolicyRejected)
-    async def _rejected(_: Request, error: PolicyRejected) -> JSONResponse:
-        too_long = error.context_too_long
-        return JSONResponse(
-            error_body(
-                f"the policy rejected the prompt: {error}",
-                "invalid_request_error",
-                "messages" if too_long else None,
-                "context_length_exceeded" if too_long else "invalid_prompt",
-            ),
-            status_code=400,
-        )
-
-    @app.exception_handler(ModelNotFound)
-    async def _no_model(_: Request, error: ModelNotFound) -> JSONResponse:
-        return JSONResponse(
-            error_body(error.message, "invalid_request_error", "model", "model_not_found"),
-            status_code=404,
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
-        return await _invalid(request, InvalidRequest.from_validation(error))
-
-    @app.exception_handler(HTTPException)
-    async def _http(_: Request, error: HTTPException) -> JSONResponse:
-        kind = "not_found_error" if error.status_code == 404 else "invalid_request_error"
-        return JSONResponse(
-            error_body(str(error.detail), kind, None, None),
-            status_code=error.status_code,
-            headers=getattr(error, "headers", None),
-        )
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
-        log.exception("unexpected error")
-        return JSONResponse(
-            error_body(f"internal error: {type(error).__name__}", "server_error", None, None),
-            status_code=500,
-        )
-
-    async def _unavailable(_: Request, error: Exception) -> JSONResponse:
-        """A backend that cannot answer is the server's problem, not the client's."""
-        code = (
-            "policy_unavailable" if isinstance(error, PolicyUnavailable) else "reward_unavailable"
-        )
-        log.error("%s: %s", code, error)
-        return JSONResponse(
-            error_body(str(error), "service_unavailable", None, code), status_code=503
-        )
-
-    app.add_exception_handler(PolicyUnavailable, _unavailable)
-    app.add_exception_handler(RewardError, _unavailable)
+    # The registry's `object` entry is the fallback; Starlette wants `Exception`.
+    for kind in (*(k for k in openai_error.registry if k is not object), Exception):
+        app.add_exception_handler(kind, answer)

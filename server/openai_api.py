@@ -15,12 +15,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import uuid
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -30,9 +29,8 @@ from starlette.types import Receive, Scope, Send
 from search_strategies.budget import Progress
 from search_strategies.protocols import ChatMessage, Problem
 from search_strategies.registry import STRATEGIES
-from search_strategies.reward import RewardError
 from server.disconnect import ClientDisconnected, cancel_on_disconnect, client_closed_response
-from server.errors import InvalidRequest, ModelNotFound, error_body
+from server.errors import InvalidRequest, ModelNotFound, openai_error
 from server.limits import SearchSlots, read_json_body, run_in_slot
 from server.openai_format import (
     ChatJob,
@@ -44,12 +42,9 @@ from server.openai_format import (
     usage_body,
 )
 from server.openai_schemas import ChatCompletion, ChatCompletionRequest
-from server.policy.errors import PolicyRejected, PolicyUnavailable
 from server.request_log import mark_request
 from server.schemas import SearchOptions
 from server.service import SearchPlan, SolveService
-
-log = logging.getLogger(__name__)
 
 #: Plain sampling is best-of-N with one sample (no vote, no reward).
 PLAIN_STRATEGY = "best_of_n"
@@ -60,19 +55,21 @@ SSE_KEEPALIVE = ": keepalive\n\n"
 KEEPALIVE = object()
 
 
-def model_ids(model_name: str) -> list[str]:
-    """What `/v1/models` lists: plain sampling, then one id per registered strategy."""
-    return [model_name] + [f"{model_name}{_STRATEGY_SEPARATOR}{s}" for s in STRATEGIES]
+def model_ids(model_name: str, strategies: Iterable[str] = STRATEGIES) -> list[str]:
+    """What `/v1/models` lists: plain sampling, then one id per strategy given."""
+    return [model_name] + [f"{model_name}{_STRATEGY_SEPARATOR}{s}" for s in strategies]
 
 
-def strategy_of_model(requested: str, model_name: str) -> str | None:
-    """The strategy a model id selects (None: plain sampling); 404 for unknown ids."""
+def strategy_of_model(requested: str, model_name: str, listed: Sequence[str]) -> str | None:
+    """The strategy a model id selects (None: plain sampling); 404 for unknown ids.
+
+    Every registered strategy is accepted, listed or not: one this server cannot
+    run is then a 400 from `SolveService.plan` saying why, not a puzzling 404.
+    """
     base, _, strategy = requested.partition(_STRATEGY_SEPARATOR)
     if base == model_name and (not strategy or strategy in STRATEGIES):
         return strategy or None
-    raise ModelNotFound(
-        f"model {requested!r} does not exist; available: {', '.join(model_ids(model_name))}"
-    )
+    raise ModelNotFound(f"model {requested!r} does not exist; available: {', '.join(listed)}")
 
 
 @dataclass(frozen=True)
@@ -89,6 +86,10 @@ class ChatAdapter:
         self.limits = limits
         #: Silence (s) after which a stream sends a comment; None: never.
         self.keepalive_s = keepalive_s if keepalive_s > 0 else None
+
+    def model_ids(self) -> list[str]:
+        """The ids `/v1/models` lists: only what this server can run."""
+        return model_ids(self.service.policy.model_name, self.service.runnable_strategies())
 
     def prepare(self, body: object) -> ChatJob:
         """Validate everything (schema, limits, model, strategy fields) before any work."""
@@ -111,7 +112,9 @@ class ChatAdapter:
                 f"n: must be at most the server maximum max_choices={self.limits.max_choices}",
                 "n",
             )
-        model_strategy = strategy_of_model(request.model, self.service.policy.model_name)
+        model_strategy = strategy_of_model(
+            request.model, self.service.policy.model_name, self.model_ids()
+        )
         problem = problem_from(request, self.service.default_system_prompt)
         plans = [
             self._plan(request, model_strategy, problem, choice)
@@ -180,16 +183,8 @@ class ChatAdapter:
                 yield chunk.progress(index, progress, job.plans[index], time.monotonic() - started)
             try:
                 runs = await all_done
-            except (PolicyUnavailable, RewardError) as error:
-                yield sse(error_body(str(error), "service_unavailable", None, "backend_error"))
-                return
-            except PolicyRejected as error:
-                yield sse(error_body(str(error), "invalid_request_error", None, "invalid_prompt"))
-                return
             except Exception as error:  # the stream has begun: errors travel as events
-                log.exception("search failed mid-stream")
-                yield sse(error_body(f"internal error: {type(error).__name__}",
-                                      "server_error", None, None))
+                yield sse(openai_error(error).body)
                 return
             answers = [choice_answer(run, job.request.stop_strings()) for run in runs]
             for index, (text, _) in enumerate(answers):

@@ -1,6 +1,7 @@
 """Builds the reward clients a server offers from its settings, and shuts them down.
 
-`--reward` names clients that need no weights of their own; `--prm`/`--prm-url`
+`--reward` names clients that need no weights of their own (unset: the arithmetic
+verifier, so a default server can run every strategy it lists); `--prm`/`--prm-url`
 with `--prm-kind` adds one more, named `prm`, which may run a second vLLM engine
 in this process. The lifespan closes what was opened here, so no engine process
 outlives the server.
@@ -29,6 +30,9 @@ PRM_NAME = "prm"
 PRM_KINDS = ("qwen", "math-shepherd", "rlhflow", "self-judge", "arithmetic")
 #: Kinds that need a model of their own (in-process or remote).
 _LEARNED = ("qwen", "math-shepherd", "rlhflow")
+#: What an unset `--reward` offers: weight-free, cheap, and the best of the rewards
+#: the embedded model can use (README "Which reward").
+DEFAULT_REWARD = "arithmetic"
 
 
 def prm_kind(settings: Settings) -> str | None:
@@ -49,10 +53,23 @@ def prm_kind(settings: Settings) -> str | None:
     return kind
 
 
+def reward_spec(settings: Settings) -> str:
+    """The `--reward` value in force: the flag's, or the default when it is unset.
+
+    Unset, a server offers the arithmetic verifier, behind the PRM when one is
+    configured (whoever starts a server with a learned PRM means it to be used).
+    """
+    if settings.reward is not None:
+        return settings.reward
+    if prm_kind(settings):
+        return f"{PRM_NAME},{DEFAULT_REWARD}"
+    return DEFAULT_REWARD
+
+
 def validate_reward_settings(settings: Settings) -> None:
     """Everything about rewards that can be checked before an engine starts."""
     extra = (PRM_NAME,) if prm_kind(settings) else ()
-    parse_reward_spec(settings.reward, extra)
+    parse_reward_spec(reward_spec(settings), extra)
 
 
 #: A closer or a health check: async, no arguments, raises on failure.
@@ -101,7 +118,7 @@ async def open_rewards(settings: Settings, policy: Policy) -> Rewards:
     if kind is not None:
         extra[PRM_NAME] = await _open_prm(settings, kind, policy, opened)
     try:
-        opened.clients = build_rewards(settings.reward, policy, extra)
+        opened.clients = build_rewards(reward_spec(settings), policy, extra)
     except BaseException:
         await opened.close()
         raise

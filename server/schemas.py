@@ -2,16 +2,20 @@
 
 Strategy parameters (n, temperature, seed, ...) sit at the top level of a solve
 request next to `strategy`; they are validated by that strategy's own parameter
-model, so each strategy owns its fields and their limits.
+model, so each strategy owns its fields and their limits. The usage ledger and the
+trace are derived from the core's dataclasses, so they cannot drift from them.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import fields
+from typing import Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
+from search_strategies.budget import StopReason, Usage
 from search_strategies.params import capped_by
+from search_strategies.results import TraceNode
 
 
 class BudgetRequest(BaseModel):
@@ -86,31 +90,31 @@ class CandidateOut(BaseModel):
     score: float
 
 
-class UsageOut(BaseModel):
-    prompt_tokens: int
-    generated_tokens: int
-    cached_prompt_tokens: int
-    engine_calls: int
-    reward_calls: int
-    reward_tokens: int
-    scored_steps: int
-    nodes: int
+def response_model_of(source: type, name: str | None = None) -> type[BaseModel]:
+    """A response model with exactly the fields and types of a core dataclass.
+
+    Derived, not copied: a field added to the core (a usage counter, a trace node's
+    particle weight) reaches every response and the OpenAPI page by itself, where a
+    hand-kept copy dropped it silently (pydantic ignores keys it does not know).
+    Every field is required, since the server always fills them all from the core.
+    """
+    hints = get_type_hints(source)
+    return create_model(
+        name or f"{source.__name__}Out",
+        __doc__=source.__doc__,
+        **{spec.name: (hints[spec.name], ...) for spec in fields(source)},
+    )
+
+
+UsageOut = response_model_of(Usage, "UsageOut")
+TraceNodeOut = response_model_of(TraceNode, "TraceNodeOut")
+#: `StopReason`'s values as a Literal built at import, so they are spelled once (in the core).
+StoppedReason = Literal[tuple(reason.value for reason in StopReason)]
 
 
 class TimingOut(BaseModel):
     total_s: float
     search_s: float
-
-
-class TraceNodeOut(BaseModel):
-    id: int
-    parent: int | None
-    text: str
-    num_tokens: int
-    chosen: bool
-    score: float | None
-    visits: int | None = None
-    value: float | None = None
 
 
 class SolveResponse(BaseModel):
@@ -128,7 +132,7 @@ class SolveResponse(BaseModel):
     candidates: list[CandidateOut]
     usage: UsageOut
     timing: TimingOut
-    stopped_reason: Literal["completed", "token_budget", "reward_budget", "deadline"]
+    stopped_reason: StoppedReason
     trace: list[TraceNodeOut] | None = None
 
 

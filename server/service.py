@@ -102,6 +102,19 @@ class SolveService:
         self.rewards = dict(rewards or {})
         self.observers = tuple(observers)
 
+    def runnable_strategies(self) -> list[str]:
+        """Registered strategies this server can run with their default parameters.
+
+        Without a reward that leaves out those that need one, so `/v1/models` never
+        offers an id that can only answer 400 (`plan` still explains the 400).
+        `model_construct` reads the defaults without validating them.
+        """
+        return [
+            name
+            for name, spec in STRATEGIES.items()
+            if self.rewards or not spec.params_model.model_construct().needs_reward
+        ]
+
     def parse(self, body: object) -> SolveRequest:
         """Validate a raw JSON body, checking every field against the server limits."""
         if not isinstance(body, dict):
@@ -253,11 +266,12 @@ class SolveService:
                 )
                 for c in result.candidates
             ],
-            usage=UsageOut(**result.usage.as_dict()),
+            usage=UsageOut.model_validate(result.usage, from_attributes=True),
             timing=timing,
             stopped_reason=result.stopped_reason.value,
             trace=(
-                [TraceNodeOut(**vars(node)) for node in result.trace]
+                [TraceNodeOut.model_validate(node, from_attributes=True)
+                 for node in result.trace]
                 if request.return_trace and result.trace is not None
                 else None
             ),

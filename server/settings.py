@@ -32,11 +32,13 @@ class Settings:
     max_model_len: int = 4096
     gpu_memory_utilization: float = 0.25
     enforce_eager: bool = False
+    #: None: 32 on CPU, vLLM's default on CUDA (server.policy.vllm_engine.resolve_block_size).
     block_size: int | None = None
     dtype: str = "auto"
     tensor_parallel_size: int = 1
     remote_timeout_s: float = 300.0
-    reward: str = ""
+    #: None: the default (server.rewards.reward_spec); "none" or "": no reward.
+    reward: str | None = None
     prm: str | None = None
     prm_kind: str = ""
     prm_url: str | None = None
@@ -96,13 +98,17 @@ _HELP = {
     "max_model_len": "vLLM context length",
     "gpu_memory_utilization": "vLLM memory fraction (on CPU: of one NUMA node's RAM)",
     "enforce_eager": "skip torch.compile: faster start, slightly slower decode",
-    "block_size": "vLLM KV block size (CPU accepts multiples of 32)",
+    "block_size": "vLLM KV block size (CPU accepts multiples of 32); unset: 32 on CPU, "
+    "where tree search then reads most prompt tokens from the prefix cache, vLLM's own "
+    "default on GPUs",
     "dtype": "model dtype; 'auto' picks float32 on CPUs without bf16 instructions",
     "tensor_parallel_size": "vLLM tensor parallel degree (GPUs)",
     "remote_timeout_s": "timeout for each call to a remote policy",
     "reward": "reward clients requests may use, comma-separated (available: "
     "arithmetic, self-judge, and prm when --prm/--prm-url is set); the first is the "
-    "default; name:weight items form one weighted ensemble named 'ensemble'",
+    "default; name:weight items form one weighted ensemble named 'ensemble'. Unset: "
+    "arithmetic (prm,arithmetic with a PRM). 'none' (or empty): no reward; strategies "
+    "that need one are then not listed in /v1/models and answer 400",
     "prm": "process reward model folder or id, run in-process (requests choose it as "
     "reward 'prm')",
     "prm_kind": "qwen (Qwen2.5-Math-PRM, the default with --prm/--prm-url), "

@@ -10,7 +10,13 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
 
-from search_strategies.budget import Budget, BudgetLimits, MeteredPolicy, MeteredReward
+from search_strategies.budget import (
+    Budget,
+    BudgetLimits,
+    MeteredPolicy,
+    MeteredReward,
+    ProgressSink,
+)
 from search_strategies.params import StrategyParams
 from search_strategies.protocols import (
     ChatMessage,
@@ -133,9 +139,11 @@ def run_search(
     policy: Policy,
     reward: RewardModel,
     limits: BudgetLimits = BudgetLimits(),
+    on_progress: ProgressSink | None = None,
 ) -> SearchResult:
-    """Run one strategy on "q?" under `limits`, metered as the server meters it."""
-    budget = Budget(limits)
+    """Run one strategy on "q?" under `limits`, metered as the server meters it;
+    `on_progress` hears of every wave."""
+    budget = Budget(limits, on_progress=on_progress)
     return asyncio.run(
         strategy(
             Problem("q?"),
@@ -145,3 +153,27 @@ def run_search(
             budget,
         )
     )
+
+
+# -- a known tree of steps with a trap ---------------------------------------------
+# The first step "A" scores best, but only the "B" branch leads to the best leaf
+# (\boxed{7}, reward 1.0): greedy search falls for the trap, wider searches do not.
+
+D = "\n\n"
+TRAP_TREE = {
+    "": ["A" + D, "B" + D, "C" + D],
+    "A" + D: ["A1" + D, "A2" + D],
+    "B" + D: ["B1" + D, "B2" + D],
+    "C" + D: ["C1" + D],
+    "A" + D + "A1" + D: ["\\boxed{1}"],
+    "A" + D + "A2" + D: ["\\boxed{2}"],
+    "B" + D + "B1" + D: ["\\boxed{8}"],
+    "B" + D + "B2" + D: ["\\boxed{7}"],
+    "C" + D + "C1" + D: ["\\boxed{3}"],
+}
+TRAP_REWARDS = {
+    "A": 0.6, "B": 0.5, "C": 0.2,
+    "A1": 0.3, "A2": 0.25, "B1": 0.4, "B2": 0.8, "C1": 0.1,
+    "\\boxed{1}": 0.2, "\\boxed{2}": 0.2, "\\boxed{8}": 0.3, "\\boxed{7}": 1.0,
+    "\\boxed{3}": 0.1,
+}

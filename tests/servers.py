@@ -55,7 +55,10 @@ class ShiftingSeeds(httpx.BaseTransport):
     def _shifted(cls, request: httpx.Request) -> httpx.Request:
         if "json" not in request.headers.get("content-type", ""):
             return request
-        body = json.loads(request.read() or b"null")
+        try:
+            body = json.loads(request.read() or b"null")
+        except ValueError:  # a test of malformed bodies: send it as it is
+            return request
         if not isinstance(body, dict) or not isinstance(body.get("seed"), int):
             return request
         body["seed"] += next(cls._sent)

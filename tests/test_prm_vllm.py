@@ -125,7 +125,7 @@ def _score(loop: LoopThread, client: Any, solutions: list[list[str]]) -> list[li
 #: than ten times that, or "moved" could be rounding noise. Relative, because the
 #: random-weight PRMs give probabilities of 1e-5 to 1e-4, below any useful absolute
 #: tolerance.
-SAME_REL = 1e-3
+SAME_REL = 1e-4
 APART_REL = 10 * SAME_REL
 
 

@@ -32,7 +32,9 @@ def vllm_server(embedded_model: Path, tmp_path_factory) -> Iterator[RunningServe
 def remote_ponder(vllm_server: RunningServer, tmp_path_factory) -> Iterator[RunningServer]:
     log = tmp_path_factory.mktemp("ponder-remote") / "server.log"
     server = start_server(
-        ponder_command("--policy-url", vllm_server.url + "/v1"), log, "/health", timeout_s=60
+        # No reward: the reward-guided strategies must then be refused (below).
+        ponder_command("--policy-url", vllm_server.url + "/v1", "--reward", "none"), log,
+        "/health", timeout_s=60,
     )
     yield server
     assert not server.stop()

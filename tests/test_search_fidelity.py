@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from search_strategies.beam_search import BeamSearchParams, beam_search
-from search_strategies.budget import BudgetLimits, StopReason
+from search_strategies.budget import Budget, BudgetLimits, MeteredPolicy, StopReason
 from search_strategies.dvts import DVTSParams, dvts
 from search_strategies.mcts import MCTSParams, mcts
+from search_strategies.step_tree import StepNode, StepTree
 from tests.fakes import ScriptedPolicy, TableReward, TreePolicy, run_search
 
 D = "\n\n"
@@ -234,3 +235,55 @@ def test_budget_is_exact_with_last_steps_and_uneven_caps(
     assert unlimited.stopped_reason is StopReason.COMPLETED
     if limited.stopped_reason is StopReason.COMPLETED:
         assert limited.usage.generated_tokens == unlimited.usage.generated_tokens
+
+
+# -- 13. expand: children aligned with the parents listed, copies sampled apart --------
+
+FAN_TREE = {
+    "": ["A" + D, "B" + D, "Z"],  # Z ends its solution
+    "A" + D: [f"A{i}" + D for i in range(4)],
+    "B" + D: ["B0" + D],
+}
+
+
+def expand(policy, parents_of, width: int, limits: BudgetLimits = BudgetLimits()):
+    """The root's three first steps, then one `expand` over `parents_of(first steps)`
+    with a seeded request: per parent entry, its children's texts."""
+    async def go():
+        budget = Budget(limits)
+        metered = MeteredPolicy(policy, budget)
+        params = BeamSearchParams(seed=7, max_step_tokens=4)
+        tree = StepTree(await metered.encode_chat([]), params.step_config())
+        (first,) = await tree.expand(metered, budget, [tree.root], 3, params)
+        children = await tree.expand(metered, budget, parents_of(first), width, params)
+        return [[child.text.removesuffix(D) for child in kids] for kids in children]
+
+    return asyncio.run(go())
+
+
+def test_a_repeated_parent_gets_distinct_children_for_each_copy():
+    """A listed three times (a particle resampled three ways) is ONE prompt sampled
+    3 × width ways: each copy gets its own samples, not the same seeded draw."""
+    policy = TreePolicy(FAN_TREE)
+    children = expand(policy, lambda first: [first[0]] * 2, 2)
+    assert children == [["A0", "A1"], ["A2", "A3"]]
+    assert [(prompts, p.n, p.seed) for prompts, p in policy.calls[1:]] == [(1, 4, 7)]
+
+
+def test_expanded_children_align_with_every_entry():
+    """A terminal entry gets no children, the same parent may come back later in the
+    list, and entries keep their order; copy counts (1 or 2) group the calls."""
+    policy = TreePolicy(FAN_TREE)
+    children = expand(policy, lambda first: [first[1], first[2], first[0], first[1]], 1)
+    assert children == [["B0"], [], ["A0"], ["B0"]]  # B has a single option
+    assert sorted((prompts, p.n) for prompts, p in policy.calls[1:]) == [(1, 1), (1, 2)]
+
+
+def test_entries_the_budget_drops_get_no_children():
+    """After the first steps (7 tokens), room for two 4-token steps: the first two
+    entries, in priority order; A's second copy is dropped."""
+    policy = TreePolicy(FAN_TREE)
+    children = expand(policy, lambda first: [first[0], first[1], first[0]], 1,
+                      BudgetLimits(max_tokens=7 + 2 * 4))
+    assert children == [["A0"], ["B0"], []]
+

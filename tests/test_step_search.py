@@ -23,30 +23,19 @@ from search_strategies.budget import (
 )
 from search_strategies.dvts import DVTSParams, dvts
 from search_strategies.mcts import MCTSParams, mcts
+from search_strategies.particle_filtering import ParticleFilteringParams, particle_filtering
 from search_strategies.protocols import Generation, Problem
 from search_strategies.registry import STRATEGIES
 from search_strategies.results import SearchResult
 from search_strategies.revision import RevisionParams, revision
-from tests.fakes import TableReward, TreePolicy, char_completion
-
-D = "\n\n"
-TRAP_TREE = {
-    "": ["A" + D, "B" + D, "C" + D],
-    "A" + D: ["A1" + D, "A2" + D],
-    "B" + D: ["B1" + D, "B2" + D],
-    "C" + D: ["C1" + D],
-    "A" + D + "A1" + D: ["\\boxed{1}"],
-    "A" + D + "A2" + D: ["\\boxed{2}"],
-    "B" + D + "B1" + D: ["\\boxed{8}"],
-    "B" + D + "B2" + D: ["\\boxed{7}"],
-    "C" + D + "C1" + D: ["\\boxed{3}"],
-}
-TRAP_REWARDS = {
-    "A": 0.6, "B": 0.5, "C": 0.2,
-    "A1": 0.3, "A2": 0.25, "B1": 0.4, "B2": 0.8, "C1": 0.1,
-    "\\boxed{1}": 0.2, "\\boxed{2}": 0.2, "\\boxed{8}": 0.3, "\\boxed{7}": 1.0,
-    "\\boxed{3}": 0.1,
-}
+from tests.fakes import (
+    TRAP_REWARDS,
+    TRAP_TREE,
+    D,
+    TableReward,
+    TreePolicy,
+    char_completion,
+)
 
 
 def run(strategy, params, policy, reward, limits=BudgetLimits(), on_progress=None):
@@ -252,6 +241,7 @@ DEADLINE_STRATEGIES = {
     "beam_search": (beam_search, BeamSearchParams, {"n": 4, "beam_width": 2}),
     "dvts": (dvts, DVTSParams, {"n": 4, "beam_width": 2}),
     "mcts": (mcts, MCTSParams, {"simulations": 40, "prior": "uniform"}),
+    "particle_filtering": (particle_filtering, ParticleFilteringParams, {"n": 3, "seed": 0}),
 }
 
 
@@ -320,6 +310,7 @@ STEP_STRATEGIES = {
     "dvts": (dvts, DVTSParams, {"n": 4, "beam_width": 2}),
     "mcts": (mcts, MCTSParams, {"simulations": 8, "wave_size": 3}),
     "revision": (revision, RevisionParams, {"parallel_chains": 3, "max_revisions": 2}),
+    "particle_filtering": (particle_filtering, ParticleFilteringParams, {"n": 4, "seed": 0}),
 }
 
 
@@ -337,6 +328,8 @@ def test_generated_tokens_never_exceed_the_budget(name, max_tokens, max_step_tok
         fields.update(n=2 * width, beam_width=width, max_step_tokens=max_step_tokens)
     elif name == "mcts":
         fields.update(expansion_width=width, max_step_tokens=max_step_tokens)
+    elif name == "particle_filtering":
+        fields.update(n=2 * width, max_step_tokens=max_step_tokens)
     policy = RevisingPolicy(TRAP_TREE) if name == "revision" else TreePolicy(TRAP_TREE)
     result = run(strategy, model(**fields), policy, TableReward(TRAP_REWARDS),
                  BudgetLimits(max_tokens=max_tokens))
@@ -366,6 +359,7 @@ def test_every_strategy_is_registered_with_its_parameters():
         (MCTSParams, {"c_puct": -1}, "c_puct"),
         (RevisionParams, {"context_attempts": 5}, "context_attempts"),
         (DVTSParams, {"max_steps": 0}, "max_steps"),
+        (ParticleFilteringParams, {"ess_threshold": 1.5}, "ess_threshold"),
     ],
 )
 def test_bad_parameters_name_the_field(model, fields, field):

@@ -20,6 +20,7 @@ CASES = {
     "dvts": {"n": 4, "beam_width": 2, "max_steps": 3},
     "mcts": {"simulations": 6, "expansion_width": 2, "wave_size": 3, "max_depth": 3},
     "revision": {"parallel_chains": 2, "max_revisions": 1, "max_new_tokens": 64},
+    "particle_filtering": {"n": 4, "max_steps": 3, "ess_threshold": 1.0},
 }
 FIELDS = {
     name: {**(COMMON if name == "revision" else STEP), **fields}

@@ -7,6 +7,7 @@ import asyncio
 import shlex
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from clients.bench.coverage import coverage, coverage_table
 from clients.bench.grid import Cell, expand, load_grid_file, parse_params, parse_run
 from clients.bench.report import markdown_table, write_report
 from clients.bench.store import ResultsFile, Row, read_rows
-from clients.bench.sweep import SweepOptions, run_sweep
+from clients.bench.sweep import SweepOptions, rows_for, run_sweep
 
 RESULTS_NAME = "results.jsonl"
 DEFAULT_RUN = "best_of_n n=16 selection=weighted"
@@ -68,6 +69,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", action="append", required=True,
                         help=f"one of {', '.join(BUILTIN)} or a JSONL path (repeatable)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (resumable)")
+    parser.add_argument("--keep-texts", action="store_true",
+                        help="best-of-N rows also keep the question and every sample's text "
+                        "(for `ponder learn export`)")
+    add_problem_arguments(parser)
+    grid = parser.add_argument_group("what to run")
+    grid.add_argument("--run", action="append", default=[], help="a run spec (see below)")
+    grid.add_argument("--grid", type=Path, help="TOML file with [defaults] and [[run]] tables")
+    grid.add_argument("--param", action="append", default=[],
+                      help="key=value applied to every run unless it sets the key")
+    grid.add_argument("--reward", help="reward client for every run (same as --param reward=NAME)")
+    add_client_arguments(parser)
+    return parser
+
+
+def add_problem_arguments(parser: argparse.ArgumentParser) -> None:
+    """--limit/--levels/--seed and the JSONL field flags; shared with `ponder learn`."""
     subset = parser.add_argument_group("problem subset")
     subset.add_argument("--limit", type=int, help="problems per dataset (arithmetic: default 100)")
     subset.add_argument("--levels", help="difficulty levels, e.g. 1 or 1,2 or 1-3 "
@@ -81,12 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     jsonl.add_argument("--level-field", help="field --levels filters on")
     jsonl.add_argument("--grader", choices=["auto", "numeric", "math"], default="auto",
                        help="auto: numeric when the gold is a plain number, else math-verify")
-    grid = parser.add_argument_group("what to run")
-    grid.add_argument("--run", action="append", default=[], help="a run spec (see below)")
-    grid.add_argument("--grid", type=Path, help="TOML file with [defaults] and [[run]] tables")
-    grid.add_argument("--param", action="append", default=[],
-                      help="key=value applied to every run unless it sets the key")
-    grid.add_argument("--reward", help="reward client for every run (same as --param reward=NAME)")
+
+
+def add_client_arguments(parser: argparse.ArgumentParser) -> None:
+    """Concurrency, retries, timeout, progress bar; shared with `ponder learn`."""
     client = parser.add_argument_group("client")
     client.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     client.add_argument("--retries", type=int, default=6, help="retries on 429/5xx/disconnects")
@@ -94,7 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="first retry delay (s), doubling")
     client.add_argument("--timeout", type=float, default=1800.0, help="per-request timeout (s)")
     client.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
+
+
+def sweep_options(args: argparse.Namespace) -> SweepOptions:
+    """The client flags of `add_client_arguments` as sweep options."""
+    return SweepOptions(
+        server=args.server,
+        concurrency=args.concurrency,
+        retry=RetryPolicy(retries=args.retries, backoff_s=args.backoff),
+        timeout_s=args.timeout,
+        progress=not args.no_progress,
+    )
 
 
 def _cells(args: argparse.Namespace) -> list[Cell]:
@@ -109,7 +134,8 @@ def _cells(args: argparse.Namespace) -> list[Cell]:
     return expand(specs or [parse_run(DEFAULT_RUN)], defaults)
 
 
-def _problems(args: argparse.Namespace) -> list[BenchProblem]:
+def problems_from(args: argparse.Namespace) -> list[BenchProblem]:
+    """The problems `--dataset` and the `add_problem_arguments` flags select."""
     subset = Subset(limit=args.limit, levels=parse_levels(args.levels), seed=args.seed)
     fields = JsonlFields(args.question_field, args.answer_field, args.id_field, args.level_field)
     grader = None if args.grader == "auto" else args.grader
@@ -123,7 +149,7 @@ def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         cells = _cells(args)
-        problems = _problems(args)
+        problems = problems_from(args)
     except (ValueError, OSError) as error:
         print(f"ponder bench: {error}", file=sys.stderr)
         return 2
@@ -132,16 +158,10 @@ def run(argv: list[str]) -> int:
         log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} "
                   f"ponder bench {shlex.join(argv)}\n")
     results = ResultsFile(args.out / RESULTS_NAME)
-    options = SweepOptions(
-        server=args.server,
-        concurrency=args.concurrency,
-        retry=RetryPolicy(retries=args.retries, backoff_s=args.backoff),
-        timeout_s=args.timeout,
-        progress=not args.no_progress,
-    )
+    to_rows = partial(rows_for, keep_texts=args.keep_texts)
     started = time.monotonic()
     try:
-        outcome = asyncio.run(run_sweep(problems, cells, results, options))
+        outcome = asyncio.run(run_sweep(problems, cells, results, sweep_options(args), to_rows))
     except RequestRejected as error:
         print(f"ponder bench: the server rejected a request: {error}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ import asyncio
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from clients.bench.client import RequestRejected, RetriesExhausted, RetryPolicy, SolveClient, Solved
 from clients.bench.datasets import BenchProblem
@@ -23,6 +23,10 @@ from clients.bench.store import ResultsFile, Row
 from clients.bench.subsample import subsample
 
 _TAIL_CHARS = 200
+_SAMPLE_FIELDS = ("answer", "score", "mean_logprob", "num_tokens", "finish_reason")
+
+#: Turns one graded response into result rows (bench: `rows_for`; `ponder learn`: its own).
+RowMaker = Callable[[BenchProblem, Cell, Solved, str], list[Row]]
 
 
 @dataclass(frozen=True)
@@ -43,10 +47,25 @@ class SweepOutcome:
     selection_mismatches: int = 0
 
 
-def rows_for(problem: BenchProblem, cell: Cell, solved: Solved, model: str) -> list[Row]:
-    """The graded result rows one response yields (several for a subsampled best-of-N)."""
+def graded_sample(
+    problem: BenchProblem, candidate: dict[str, Any], keep_text: bool = False
+) -> Row:
+    """One response candidate as a kept sample, graded against the gold answer.
+
+    `keep_text` also keeps the solution text and whether its answer parsed, which is
+    what training data needs (`ponder bench --keep-texts`, `ponder learn collect`).
+    """
+    result = grade(problem.grader, problem.gold, candidate.get("answer"))
+    sample: Row = {**{k: candidate.get(k) for k in _SAMPLE_FIELDS}, "correct": result.correct}
+    if keep_text:
+        sample.update(text=candidate.get("text", ""), parsed=result.parsed)
+    return sample
+
+
+def request_row(problem: BenchProblem, cell: Cell, solved: Solved, model: str) -> Row:
+    """The fields every row of one response shares: which problem, what was asked, cost."""
     body = solved.body
-    base: Row = {
+    return {
         "dataset": problem.dataset,
         "problem_id": problem.id,
         "level": problem.level,
@@ -62,6 +81,18 @@ def rows_for(problem: BenchProblem, cell: Cell, solved: Solved, model: str) -> l
         "server_s": body["timing"]["total_s"],
         "attempts": solved.attempts,
     }
+
+
+def rows_for(
+    problem: BenchProblem, cell: Cell, solved: Solved, model: str, keep_texts: bool = False
+) -> list[Row]:
+    """The graded result rows one response yields (several for a subsampled best-of-N).
+
+    With `keep_texts`, the best-of-N source row also keeps the question and every
+    sample's text, so the folder can be exported as training data (`ponder learn`).
+    """
+    body = solved.body
+    base = request_row(problem, cell, solved, model)
     if not cell.subsample:
         return [_graded(problem, base, cell.label, cell.setting, body["answer"], body["usage"],
                         body.get("answer_text"))]
@@ -74,13 +105,10 @@ def rows_for(problem: BenchProblem, cell: Cell, solved: Solved, model: str) -> l
         row["subsampled_from"] = len(body["candidates"])
         rows.append(row)
     # The samples themselves, once, so selections can be replayed from the file later.
-    rows[0]["samples"] = [
-        {**{k: c.get(k) for k in ("answer", "score", "mean_logprob", "num_tokens",
-                                  "finish_reason")},
-         "correct": grade(problem.grader, problem.gold, c.get("answer")).correct}
-        for c in body["candidates"]
-    ]
+    rows[0]["samples"] = [graded_sample(problem, c, keep_texts) for c in body["candidates"]]
     rows[0]["server_answer"] = body["answer"]
+    if keep_texts:
+        rows[0]["question"] = problem.question
     return rows
 
 
@@ -139,7 +167,14 @@ async def run_sweep(
     cells: list[Cell],
     results: ResultsFile,
     options: SweepOptions,
+    to_rows: RowMaker = rows_for,
 ) -> SweepOutcome:
+    """Send every (cell, problem) not yet in `results`; `to_rows` shapes what is stored.
+
+    The first row `to_rows` returns for a cell without subsampling stands for the
+    request in the progress bar (its `correct`), so a custom row maker puts the
+    server's own answer first.
+    """
     outcome = SweepOutcome()
     todo: asyncio.Queue[tuple[Cell, BenchProblem]] = asyncio.Queue()
     for cell in cells:
@@ -166,7 +201,7 @@ async def run_sweep(
                     raise RequestRejected(
                         f"{cell.strategy} {cell.setting} ({problem.id}): {error}"
                     ) from None
-                rows = rows_for(problem, cell, solved, model)
+                rows = to_rows(problem, cell, solved, model)
                 results.append(rows)
                 outcome.requests += 1
                 headline = _headline(cell, rows)
