@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from clients.decode_speed import SAMPLES, decode_rates, embedded_engine  # noqa: E402
+from clients.decode_speed import decode_rates, embedded_engine, print_comparison  # noqa: E402
 
 
 async def tokens_per_second(binding: str, runs: int, max_new_tokens: int) -> dict[int, float]:
@@ -42,11 +42,8 @@ async def main(args: argparse.Namespace) -> None:
     ours = os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto")
     print(f"\ncores: {sorted(os.sched_getaffinity(0))}; Ponder's binding: {ours!r}; "
           f"medians of {args.runs}\n")
-    print("| samples | vLLM default (tokens/s) | Ponder (tokens/s) | speed-up |")
-    print("|---|---|---|---|")
-    for n in SAMPLES:
-        default, ponder = results["auto"][n], results["ponder"][n]
-        print(f"| n={n} | {default:.1f} | {ponder:.1f} | {ponder / default:.2f}x |")
+    print_comparison(("vLLM default", results["auto"]), ("Ponder", results["ponder"]),
+                     "speed-up")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from clients.decode_speed import SAMPLES, decode_rates, embedded_engine  # noqa: E402
+from clients.decode_speed import decode_rates, embedded_engine, print_comparison  # noqa: E402
 from server.policy.vllm_engine import resolve_dtype  # noqa: E402
 
 DTYPES = ("float32", "bfloat16")
@@ -47,11 +47,8 @@ async def main(args: argparse.Namespace) -> None:
         print(dtype, {n: round(rate, 1) for n, rate in results[dtype].items()}, flush=True)
     print(f"\nCPU: {cpu_description()}; `--dtype auto` picks {resolve_dtype('auto')}; "
           f"{args.max_new_tokens} new tokens, medians of {args.runs}\n")
-    print("| samples | float32 (tokens/s) | bfloat16 (tokens/s) | bf16 / float32 |")
-    print("|---|---|---|---|")
-    for n in SAMPLES:
-        single, half = results["float32"][n], results["bfloat16"][n]
-        print(f"| n={n} | {single:.1f} | {half:.1f} | {half / single:.2f}x |")
+    print_comparison(("float32", results["float32"]), ("bfloat16", results["bfloat16"]),
+                     "bf16 / float32")
 
 
 if __name__ == "__main__":

@@ -48,3 +48,14 @@ async def decode_rates(
         return {n: statistics.median(values) for n, values in rates.items()}
     finally:
         await policy.close()
+
+
+def print_comparison(
+    before: tuple[str, dict[int, float]], after: tuple[str, dict[int, float]], ratio: str
+) -> None:
+    """A Markdown table of two settings' tokens/s per n and their ratio (after / before)."""
+    (name_a, rates_a), (name_b, rates_b) = before, after
+    print(f"| samples | {name_a} (tokens/s) | {name_b} (tokens/s) | {ratio} |")
+    print("|---|---|---|---|")
+    for n in rates_a:
+        print(f"| n={n} | {rates_a[n]:.1f} | {rates_b[n]:.1f} | {rates_b[n] / rates_a[n]:.2f}x |")

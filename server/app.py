@@ -19,10 +19,11 @@ from server.limits import SearchSlots, read_json_body, run_in_slot
 from server.metrics import PonderMetrics
 from server.openai_api import ChatAdapter, ChatLimits
 from server.openai_api import router as openai_router
+from server.openapi import ServerFacts, install_openapi
 from server.policy.errors import PolicyUnavailable
 from server.request_log import RequestLogMiddleware, configure_access_log, note_search
 from server.rewards import open_rewards
-from server.schemas import HealthResponse, ModelCard, ModelList, SolveRequest, SolveResponse
+from server.schemas import HealthResponse, ModelCard, ModelList, SolveResponse
 from server.service import PolicyBackend, SolveService
 from server.settings import Settings
 
@@ -89,9 +90,16 @@ def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) 
     app.state.max_body_bytes = settings.max_body_bytes
     install_error_handlers(app)
     app.include_router(openai_router)
+    open_paths = {"/health"} if settings.metrics_require_key else {"/health", "/metrics"}
     if api_keys:
-        open_paths = {"/health"} if settings.metrics_require_key else {"/health", "/metrics"}
         app.add_middleware(ApiKeyMiddleware, keys=api_keys, open_paths=open_paths)
+    install_openapi(app, ServerFacts(
+        limits=settings.limits,
+        max_messages=settings.max_messages,
+        max_choices=settings.max_choices,
+        api_key=bool(api_keys),
+        open_paths=frozenset(open_paths),
+    ))
     app.add_middleware(RequestLogMiddleware, metrics=metrics)  # outermost: logs 401s too
     configure_access_log()
 
@@ -127,16 +135,7 @@ def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) 
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
-    @app.post(
-        "/v1/solve",
-        response_model=SolveResponse,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": SolveRequest.model_json_schema()}},
-            }
-        },
-    )
+    @app.post("/v1/solve", response_model=SolveResponse)
     async def solve(request: Request) -> Response:
         solver = service(request)
         parsed = solver.parse(await read_json_body(request, settings.max_body_bytes))

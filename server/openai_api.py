@@ -144,7 +144,7 @@ class ChatAdapter:
             **{k: v for k, v in openai_fields.items() if v is not None},
             **search_fields,
         }
-        if fields.get("seed") is not None:
+        if type(fields.get("seed")) is int:  # anything else: the strategy's model says 400
             fields["seed"] += choice  # n choices from one seed: reproducible yet distinct
         names = {key: f"search.{key}" for key in search_fields}
         names.setdefault(

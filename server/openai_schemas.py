@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.schemas import SearchOptions
+from server.schemas import SearchOptions, StrictJSONBody
 
 
 class TextPart(BaseModel):
@@ -43,8 +43,11 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
-    """OpenAI's chat request, plus `search` (the `/v1/solve` search options)."""
+class ChatCompletionRequest(StrictJSONBody):
+    """OpenAI's chat request, plus `search` (the `/v1/solve` search options).
+
+    Whole floats read as ints (`"n": 2.0`, which JSON Schema calls an integer).
+    """
 
     model_config = ConfigDict(extra="ignore", strict=True)
 

@@ -11,14 +11,44 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from search_strategies.budget import StopReason, Usage
 from search_strategies.params import capped_by
 from search_strategies.results import TraceNode
 
 
-class BudgetRequest(BaseModel):
+#: JSON Schema pattern of a string `str.strip()` leaves non-empty: one character that
+#: is not whitespace to Python (`\s`, plus the separators U+001C..U+001F it strips).
+NOT_BLANK = r"[^\s\u001c-\u001f]"
+
+
+def whole_number(value: Any) -> Any:
+    """2.0 is the integer 2 in JSON (and JSON Schema): accept it where an int is due."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+class StrictJSONBody(BaseModel):
+    """A request body validated strictly (a string or a bool is not a number, 0 is not
+    false: a 400, as the OpenAPI document says), whole floats (2.0) read as ints.
+
+    The normalization covers the extra fields too, which a strategy's parameter
+    model validates later (strictly as well, in `SolveService.plan`).
+    """
+
+    model_config = ConfigDict(strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: whole_number(value) for key, value in data.items()}
+        return data
+
+
+class BudgetRequest(StrictJSONBody):
     """What one request may spend; each field is capped by a server maximum."""
 
     model_config = ConfigDict(extra="forbid")
@@ -38,7 +68,7 @@ class BudgetRequest(BaseModel):
     _time_cap = capped_by("max_time_limit_s", "time_limit_s")
 
 
-class SearchOptions(BaseModel):
+class SearchOptions(StrictJSONBody):
     """How to search: strategy, reward, budget, and the strategy's own fields (extra).
 
     `/v1/solve` takes these at the top level; `/v1/chat/completions` takes them in its
@@ -66,7 +96,11 @@ class SearchOptions(BaseModel):
 class SolveRequest(SearchOptions):
     """A question to answer by search; extra fields are the strategy's parameters."""
 
-    question: str = Field(min_length=1, description="The problem to solve.")
+    question: str = Field(
+        min_length=1,
+        description="The problem to solve (not blank).",
+        json_schema_extra={"pattern": NOT_BLANK},
+    )
     system_prompt: str | None = Field(
         None, description="Overrides the server's default system prompt."
     )
@@ -160,3 +194,23 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class ErrorDetail(BaseModel):
+    message: str = Field(description="What went wrong, for a person to read.")
+    type: str = Field(
+        description="invalid_request_error, rate_limit_error, not_found_error, "
+        "service_unavailable or server_error."
+    )
+    param: str | None = Field(description="The request field at fault, if one is.")
+    code: str | None = Field(
+        description="Machine-readable reason: invalid_value, invalid_api_key, "
+        "model_not_found, context_length_exceeded, invalid_prompt, server_busy, "
+        "policy_unavailable, reward_unavailable."
+    )
+
+
+class ErrorResponse(BaseModel):
+    """Every error, on every route, in OpenAI's format (`server.errors`)."""
+
+    error: ErrorDetail

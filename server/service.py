@@ -162,7 +162,7 @@ class SolveService:
             )
         try:
             params = spec.params_model.model_validate(
-                dict(fields), context={"limits": self.limits}
+                dict(fields), strict=True, context={"limits": self.limits}
             )
         except ValidationError as error:
             raise InvalidRequest.from_validation(error, names=param_names) from None

@@ -1,117 +1,131 @@
-"""Shared fixtures: the embedded model and one real Ponder server per test session."""
+"""Shared fixtures, the automatic `engine` marker, and the fast run's import guard.
+
+Two kinds of test live in tests/:
+
+* engine tests, marked `engine` here automatically: every test that uses an engine
+  fixture from `tests/engine_fixtures.py` (the embedded model, the tiny PRMs, the
+  shared real Ponder servers and their clients; directly or through another
+  fixture), every test in a module that starts real server subprocesses itself
+  (it imports `start_server` or `launch_server` from `tests.servers`), and the few
+  tests listed in `_IMPORT_VLLM` that import vLLM themselves. A test may also carry
+  `@pytest.mark.engine` explicitly;
+* everything else: unit tests and in-process HTTP tests on stand-in policies, which
+  need no model, no torch and no vLLM and run in seconds (`make test-fast`).
+
+Nothing imported here (or by the modules collected with `-m "not engine"`) may
+load torch or vLLM at import time; the engine fixtures import them when they run.
+`--forbid-import torch --forbid-import vllm` (what `make test-fast` passes) fails
+the run if one of them was loaded all the same.
+"""
 
 from __future__ import annotations
 
-import signal
-from pathlib import Path
-from typing import Iterator
+import sys
 
-import httpx
 import pytest
 
-from server.model_prep import prepare_embedded_model
-from server.policy.vllm_engine import resolve_dtype
-from tests.servers import (
-    ENGINE_FLAGS,
-    TEST_DTYPE,
-    RunningServer,
-    ponder_command,
-    shifting_seeds_client,
-    start_server,
+import tests.servers
+# Importing the engine fixtures here registers them for every test module; the
+# constants stay importable as tests.conftest.MAX_N etc.
+from tests.engine_fixtures import (
+    ENGINE_FIXTURES,
+    MAX_N,
+    MAX_NEW_TOKENS,
+    SSE_KEEPALIVE_S,
+    client,
+    embedded_model,
+    float32_client,
+    float32_server,
+    ponder_server,
+    tiny_prms,
 )
-from tests.tiny_models import build_tiny_qwen_prm, build_tiny_token_prm
 
-#: Server maximums the session server runs with; tests check requests against them.
-MAX_N = 32
-MAX_NEW_TOKENS = 256
-#: Short, so that every streamed search in the tests sends keepalive comments.
-SSE_KEEPALIVE_S = 0.2
+__all__ = [
+    "MAX_N", "MAX_NEW_TOKENS", "SSE_KEEPALIVE_S", "client", "embedded_model",
+    "float32_client", "float32_server", "ponder_server", "tiny_prms",
+]
 
-
-@pytest.fixture(scope="session")
-def embedded_model() -> Path:
-    return prepare_embedded_model()
+#: Helpers from tests.servers that start real server subprocesses (Ponder or vLLM).
+_SERVER_STARTERS = (tests.servers.start_server, tests.servers.launch_server)
 
 
-@pytest.fixture(scope="session")
-def tiny_prms(embedded_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Random-weight PRMs (Qwen2 PRM with `<extra_0>`, Llama with `ки`), built once."""
-    root = tmp_path_factory.mktemp("tiny-prms")
-    return {
-        "qwen": build_tiny_qwen_prm(embedded_model, root / "qwen-prm"),
-        "token": build_tiny_token_prm(embedded_model, root / "token-prm"),
-    }
+def _starts_servers(module: object) -> bool:
+    return any(value is starter for value in vars(module).values() for starter in _SERVER_STARTERS)
 
 
-def _serve(
-    dtype: str, embedded_model: Path, tiny_prms: dict[str, Path], log: Path
-) -> Iterator[RunningServer]:
-    """A live `ponder serve` on the embedded model (real vLLM) in `dtype`, with the tiny
-    Qwen2 PRM as a second in-process engine (reward "prm").
+#: Tests that import vLLM or torch themselves, though they use no engine fixture:
+#: (module file name, test function name). `--forbid-import` finds any missing here.
+_IMPORT_VLLM = {
+    # engine_args() builds vLLM's AsyncEngineArgs.
+    ("test_house_block_size.py", "test_the_engine_starts_with_32_on_cpu_by_default"),
+}
 
-    Stopping it at the end doubles as the lifecycle check: SIGTERM must leave no
-    engine process (policy or PRM) behind.
-    """
-    server = start_server(
-        ponder_command(
-            "--policy", str(embedded_model), "--served-model-name", "smollm2-135m-instruct",
-            "--block-size", "32", "--max-n", str(MAX_N), "--reward", "arithmetic,self-judge",
-            "--prm", str(tiny_prms["qwen"]), "--prm-gpu-memory-utilization", "0.1",
-            "--max-new-tokens", str(MAX_NEW_TOKENS), "--sse-keepalive-s", str(SSE_KEEPALIVE_S),
-            "--dtype", dtype, *ENGINE_FLAGS,
-        ),
-        log,
-        "/health",
+
+def _is_engine_test(item: pytest.Item) -> bool:
+    if ENGINE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    if (item.path.name, getattr(item, "originalname", item.name)) in _IMPORT_VLLM:
+        return True
+    module = getattr(item, "module", None)
+    return module is not None and _starts_servers(module)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _is_engine_test(item):
+            item.add_marker(pytest.mark.engine)
+
+
+# The fast run's guard ---------------------------------------------------------------
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--forbid-import", action="append", default=[], metavar="MODULE",
+        help="fail the run if MODULE was imported (is in sys.modules) by its end; "
+             "make test-fast passes torch and vllm",
     )
-    yield server
-    leftovers = server.stop()
-    # uvicorn re-raises the SIGTERM it handled once shutdown is complete.
-    assert server.process.returncode in (0, -signal.SIGTERM), server.log_tail()
-    assert "Application shutdown complete" in server.log_tail()
-    assert not leftovers, f"engine processes outlived the server: {leftovers}"
 
 
-@pytest.fixture(scope="session")
-def ponder_server(
-    embedded_model: Path, tiny_prms: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    """The server most tests share, in the dtype a user gets on this CPU (TEST_DTYPE).
-
-    Tests on it may compare decisions and structure, never bit-identical repeats:
-    in bf16 a repeat can run in another batch shape or from the prefix cache and
-    round differently (README "Reproducibility").
-    """
-    log = tmp_path_factory.mktemp("ponder") / "server.log"
-    yield from _serve(TEST_DTYPE, embedded_model, tiny_prms, log)
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("forbid_import"):
+        config.pluginmanager.register(ImportGuard(config.getoption("forbid_import")))
 
 
-@pytest.fixture(scope="session")
-def float32_server(
-    request: pytest.FixtureRequest, embedded_model: Path, tiny_prms: dict[str, Path],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[RunningServer]:
-    """A server in float32, for the tests whose claim is that repeats are bit-identical
-    (the README's reproducibility contract promises that in float32 only).
+class ImportGuard:
+    """Fails the run if a forbidden module was imported, and says after which test
+    (or during collection) it first appeared in sys.modules."""
 
-    That is the session server itself where it already runs in float32 (`auto` on
-    CPUs without bf16 instructions); elsewhere a second server, started on first use.
-    """
-    if resolve_dtype(TEST_DTYPE) == "float32":
-        yield request.getfixturevalue("ponder_server")
-        return
-    log = tmp_path_factory.mktemp("ponder-float32") / "server.log"
-    yield from _serve("float32", embedded_model, tiny_prms, log)
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.first_seen: str | None = None
+        self.loaded: list[str] = []
 
+    def _loaded(self) -> list[str]:
+        # Importing any submodule (`vllm.config`) puts its package in sys.modules too.
+        return [name for name in self.names if name in sys.modules]
 
-@pytest.fixture()
-def client(ponder_server: RunningServer) -> Iterator[httpx.Client]:
-    """The shared server, with every seed shifted so no repeat draws the same samples
-    (`tests.servers.ShiftingSeeds`: what a bf16 machine may do, on every machine)."""
-    with shifting_seeds_client(ponder_server.url) as http:
-        yield http
+    def _check(self, where: str) -> None:
+        if self.first_seen is None and self._loaded():
+            self.first_seen = where
 
+    def pytest_collection_finish(self) -> None:
+        self._check("during collection")
 
-@pytest.fixture()
-def float32_client(float32_server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=float32_server.url, timeout=300) as http:
-        yield http
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        self._check(f"after {nodeid}")
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self._check("at the end of the run")
+        self.loaded = self._loaded()
+        if self.loaded and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.loaded:
+            terminalreporter.section("forbidden imports", red=True, bold=True)
+            terminalreporter.line(
+                f"{', '.join(self.loaded)} imported, first seen {self.first_seen}: "
+                "the fast tests must run without them", red=True)
+        else:
+            terminalreporter.line(f"not imported during this run: {', '.join(self.names)}")

@@ -18,7 +18,7 @@ from search_strategies.beam_search import BeamSearchParams, beam_search
 from search_strategies.budget import Budget, BudgetLimits, MeteredPolicy, StopReason
 from search_strategies.dvts import DVTSParams, dvts
 from search_strategies.mcts import MCTSParams, mcts
-from search_strategies.step_tree import StepNode, StepTree
+from search_strategies.step_tree import StepTree
 from tests.fakes import ScriptedPolicy, TableReward, TreePolicy, run_search
 
 D = "\n\n"

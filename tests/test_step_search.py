@@ -14,17 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from search_strategies.beam_search import BeamSearchParams, beam_search
-from search_strategies.budget import (
-    Budget,
-    BudgetLimits,
-    MeteredPolicy,
-    MeteredReward,
-    StopReason,
-)
+from search_strategies.budget import BudgetLimits, StopReason
 from search_strategies.dvts import DVTSParams, dvts
 from search_strategies.mcts import MCTSParams, mcts
 from search_strategies.particle_filtering import ParticleFilteringParams, particle_filtering
-from search_strategies.protocols import Generation, Problem
+from search_strategies.protocols import Generation
 from search_strategies.registry import STRATEGIES
 from search_strategies.results import SearchResult
 from search_strategies.revision import RevisionParams, revision
@@ -35,20 +29,10 @@ from tests.fakes import (
     TableReward,
     TreePolicy,
     char_completion,
+    run_search,
 )
 
-
-def run(strategy, params, policy, reward, limits=BudgetLimits(), on_progress=None):
-    budget = Budget(limits, on_progress=on_progress)
-    return asyncio.run(
-        strategy(
-            Problem("q?"),
-            params,
-            MeteredPolicy(policy, budget),
-            MeteredReward(reward, budget),
-            budget,
-        )
-    )
+run = run_search  # the name these tests grew up with
 
 
 def chosen_path(result) -> list[str]:
