@@ -51,8 +51,10 @@ test-fast: install
 test-bf16: model
 	PONDER_TEST_DTYPE=bfloat16 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Ponder's overhead over calling vLLM directly (benchmarks/bench_overhead.py; the other
+# engine benchmarks are in benchmarks/). `ponder bench` is the HTTP accuracy sweep.
 bench: model
-	$(BIN)/python clients/bench_overhead.py
+	$(BIN)/python benchmarks/bench_overhead.py
 
 clean:
 	rm -rf $(VENV)

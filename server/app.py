@@ -1,35 +1,37 @@
-"""The FastAPI application: lifespan (engine up and down), routes, error handlers.
+"""The FastAPI application: a thin `create_app` that wires the pieces together.
 
-Routes stay thin; the work happens in `SolveService`.
+- the lifespan starts the policy and the reward backends, and builds the service and
+  the chat adapter the routes use (`app.state`; read through `server.routes.deps`);
+- the routes are one router module per route family (`server.routes`), each only
+  parsing, calling the service or adapter, and formatting;
+- errors are mapped in one place (`server.errors`), the OpenAPI document is built in
+  `server.openapi`, and auth and request logs are middleware.
 """
 
 from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncContextManager, AsyncIterator, Awaitable, Callable
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI
 
 from server.auth import ApiKeyMiddleware, load_api_keys
-from server.disconnect import ClientDisconnected, client_closed_response
 from server.errors import install_error_handlers
-from server.limits import SearchSlots, read_json_body, run_in_slot
+from server.limits import SearchSlots
 from server.metrics import PonderMetrics
 from server.openai_api import ChatAdapter, ChatLimits
-from server.openai_api import router as openai_router
 from server.openapi import ServerFacts, install_openapi
-from server.policy.errors import PolicyUnavailable
 from server.request_log import RequestLogMiddleware, configure_access_log, note_search
 from server.rewards import open_rewards
-from server.schemas import HealthResponse, ModelCard, ModelList, SolveResponse
+from server.routes import include_routers
 from server.service import PolicyBackend, SolveService
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
 PolicyFactory = Callable[[Settings], Awaitable[PolicyBackend]]
+Lifespan = Callable[[FastAPI], AsyncContextManager[None]]
 
 
 async def open_policy(settings: Settings) -> PolicyBackend:
@@ -51,11 +53,11 @@ async def open_policy(settings: Settings) -> PolicyBackend:
     )
 
 
-def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) -> FastAPI:
-    metrics = PonderMetrics()
-    slots = SearchSlots(settings.max_concurrent_searches, settings.max_queued_searches)
-    metrics.watch_slots(slots)
-    api_keys = load_api_keys(settings.api_key, settings.api_key_file)
+def serving_lifespan(
+    settings: Settings, policy_factory: PolicyFactory, metrics: PonderMetrics
+) -> Lifespan:
+    """Policy and rewards up before the first request, down after the last; meanwhile
+    `app.state` holds the service, the chat adapter and the rewards."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,11 +87,25 @@ def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) 
             await rewards.close()
             await policy.close()
 
-    app = FastAPI(title="Ponder", summary="Inference-time search server", lifespan=lifespan)
+    return lifespan
+
+
+def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) -> FastAPI:
+    metrics = PonderMetrics()
+    slots = SearchSlots(settings.max_concurrent_searches, settings.max_queued_searches)
+    metrics.watch_slots(slots)
+    api_keys = load_api_keys(settings.api_key, settings.api_key_file)
+
+    app = FastAPI(
+        title="Ponder",
+        summary="Inference-time search server",
+        lifespan=serving_lifespan(settings, policy_factory, metrics),
+    )
     app.state.slots = slots
+    app.state.metrics = metrics
     app.state.max_body_bytes = settings.max_body_bytes
     install_error_handlers(app)
-    app.include_router(openai_router)
+    include_routers(app)
     open_paths = {"/health"} if settings.metrics_require_key else {"/health", "/metrics"}
     if api_keys:
         app.add_middleware(ApiKeyMiddleware, keys=api_keys, open_paths=open_paths)
@@ -102,48 +118,4 @@ def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) 
     ))
     app.add_middleware(RequestLogMiddleware, metrics=metrics)  # outermost: logs 401s too
     configure_access_log()
-
-    def service(request: Request) -> SolveService:
-        return request.app.state.service
-
-    @app.get("/health", response_model=HealthResponse)
-    async def health(request: Request) -> JSONResponse:
-        policy = service(request).policy
-        try:
-            await policy.check_health()
-        except PolicyUnavailable as error:
-            body = HealthResponse(status="unavailable", model=policy.model_name, detail=str(error))
-            return JSONResponse(body.model_dump(), status_code=503)
-        rewards = await request.app.state.rewards.health()
-        degraded = any(state != "ok" for state in rewards.values())
-        body = HealthResponse(
-            status="degraded" if degraded else "ok",
-            model=policy.model_name,
-            running_requests=policy.running_requests(),
-            rewards=rewards,
-        )
-        return JSONResponse(body.model_dump())
-
-    @app.get("/v1/models", response_model=ModelList)
-    async def models(request: Request) -> ModelList:
-        """Plain sampling and one id per strategy it can run (`<model>@<strategy>`)."""
-        chat: ChatAdapter = request.app.state.chat
-        return ModelList(data=[ModelCard(id=name) for name in chat.model_ids()])
-
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
-        body, content_type = metrics.exposition()
-        return Response(body, media_type=content_type)
-
-    @app.post("/v1/solve", response_model=SolveResponse)
-    async def solve(request: Request) -> Response:
-        solver = service(request)
-        parsed = solver.parse(await read_json_body(request, settings.max_body_bytes))
-
-        try:
-            result = await run_in_slot(request, slots, lambda: solver.solve(parsed))
-        except ClientDisconnected:
-            return client_closed_response()
-        return JSONResponse(result.model_dump())
-
     return app

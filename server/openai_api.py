@@ -1,4 +1,6 @@
-"""The OpenAI-compatible chat route: a chat request becomes searches, a result a completion.
+"""The OpenAI chat adapter: a chat request becomes searches, a result a completion.
+
+The route itself is `server.routes.chat`; this module holds the translation only.
 
 - Model ids pick the strategy: `<model>` is plain sampling (one sample: best-of-N
   with n=1), `<model>@<strategy>` runs that registered strategy. The `search`
@@ -17,21 +19,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any, AsyncIterator, Iterable, Sequence
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
-from starlette.types import Receive, Scope, Send
 
 from search_strategies.budget import Progress
 from search_strategies.protocols import ChatMessage, Problem
 from search_strategies.registry import STRATEGIES
-from server.disconnect import ClientDisconnected, cancel_on_disconnect, client_closed_response
 from server.errors import InvalidRequest, ModelNotFound, openai_error
-from server.limits import SearchSlots, read_json_body, run_in_slot
 from server.openai_format import (
     ChatJob,
     ChunkWriter,
@@ -236,55 +232,3 @@ def problem_from(request: ChatCompletionRequest, default_system_prompt: str) -> 
         system_prompt="\n\n".join(system) if system else default_system_prompt,
         history=history,
     )
-
-
-class _SlotStreamingResponse(StreamingResponse):
-    """A stream that gives its search slot back however the stream ends."""
-
-    def __init__(self, content: AsyncIterator[str], release: Callable[[], Awaitable[None]]):
-        super().__init__(content, media_type="text/event-stream",
-                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        self._release = release
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self._release()
-
-
-router = APIRouter()
-
-
-@router.post(
-    "/v1/chat/completions",
-    response_model=ChatCompletion,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": ChatCompletionRequest.model_json_schema()}
-            },
-        }
-    },
-)
-async def chat_completions(request: Request) -> Response:
-    """OpenAI chat completions, answered by search (see the module docstring)."""
-    state = request.app.state
-    adapter: ChatAdapter = state.chat
-    slots: SearchSlots = state.slots
-    job = adapter.prepare(await read_json_body(request, state.max_body_bytes))
-    if not job.request.stream:
-        try:
-            completion = await run_in_slot(request, slots, lambda: adapter.complete(job))
-        except ClientDisconnected:
-            return client_closed_response()
-        return JSONResponse(completion.model_dump())
-    # The slot is taken before the stream starts (so a full queue is a plain 429)
-    # and given back by the response however the stream ends.
-    stack = AsyncExitStack()
-    try:
-        await cancel_on_disconnect(request, stack.enter_async_context(slots.hold()))
-    except ClientDisconnected:
-        return client_closed_response()
-    return _SlotStreamingResponse(adapter.stream(job), stack.aclose)

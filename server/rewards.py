@@ -1,10 +1,12 @@
 """Builds the reward clients a server offers from its settings, and shuts them down.
 
-`--reward` names clients that need no weights of their own (unset: the arithmetic
-verifier, so a default server can run every strategy it lists); `--prm`/`--prm-url`
-with `--prm-kind` adds one more, named `prm`, which may run a second vLLM engine
-in this process. The lifespan closes what was opened here, so no engine process
-outlives the server.
+Every reward is built by its kind's row in `reward_clients.registry.KINDS`: the
+weight-free ones `--reward` lists by name, the named ones it defines
+(`--reward NAME=KIND[:MODEL|URL]`, as many as wanted), and the one the older flags
+`--prm`/`--prm-url` with `--prm-kind` define, named `prm`. A learned PRM runs in a
+vLLM engine of its own in this process (a MODEL) or in a remote `vllm serve` (a URL);
+what is opened here is registered for the lifespan to close and for /health to
+check under the reward's name, so no engine process outlives the server.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
 
-from reward_clients.arithmetic import ArithmeticVerifier
-from reward_clients.combinators import Renamed
-from reward_clients.learned_prm import PRMBackend, QwenPRM, TokenLogitPRM
-from reward_clients.registry import build_rewards, parse_reward_spec
-from reward_clients.self_judge import SelfJudge
+from reward_clients.learned_prm import PRMBackend
+from reward_clients.registry import (
+    KINDS,
+    ModelSource,
+    RewardDef,
+    RewardSpec,
+    open_reward_clients,
+    parse_reward_spec,
+)
 from search_strategies.protocols import ChatMessage, Generation, Policy, SamplingConfig
 from search_strategies.reward import RewardModel, RewardUnavailable
 from server.policy.errors import PolicyUnavailable
@@ -26,31 +32,43 @@ from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: The name of the reward `--prm`/`--prm-url`/`--prm-kind` define.
 PRM_NAME = "prm"
-PRM_KINDS = ("qwen", "math-shepherd", "rlhflow", "self-judge", "arithmetic")
-#: Kinds that need a model of their own (in-process or remote).
-_LEARNED = ("qwen", "math-shepherd", "rlhflow")
+#: What `--prm-kind` accepts: every kind of the table.
+PRM_KINDS = tuple(KINDS)
 #: What an unset `--reward` offers: weight-free, cheap, and the best of the rewards
-#: the embedded model can use (README "Which reward").
+#: the embedded model can use (docs/benchmarks.md, "Which reward").
 DEFAULT_REWARD = "arithmetic"
 
 
 def prm_kind(settings: Settings) -> str | None:
-    """The configured PRM kind, or None when no `prm` reward is configured.
+    """The kind of the `prm` reward the `--prm*` flags define, or None without one.
 
-    Raises ValueError for an unknown kind or a learned kind without a model, so the
-    CLI can refuse before any engine starts.
+    Raises ValueError for an unknown kind, a kind that needs a model without one, or
+    one that takes none with one, so the CLI can refuse before any engine starts.
     """
-    kind = settings.prm_kind or ("qwen" if settings.prm or settings.prm_url else "")
+    has_model = bool(settings.prm or settings.prm_url)
+    kind = settings.prm_kind or ("qwen" if has_model else "")
     if not kind:
         return None
-    if kind not in PRM_KINDS:
-        raise ValueError(f"--prm-kind: unknown kind {kind!r}; choose one of {', '.join(PRM_KINDS)}")
-    if kind in _LEARNED and not (settings.prm or settings.prm_url):
+    if kind not in KINDS:
+        raise ValueError(f"--prm-kind: unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if KINDS[kind].model == "required" and not has_model:
         raise ValueError(f"--prm-kind {kind} needs --prm MODEL or --prm-url URL")
-    if kind == "arithmetic" and (settings.prm or settings.prm_url):
-        raise ValueError("--prm-kind arithmetic takes no model: drop --prm/--prm-url")
+    if KINDS[kind].model == "none" and has_model:
+        raise ValueError(f"--prm-kind {kind} takes no model: drop --prm/--prm-url")
     return kind
+
+
+def prm_definition(settings: Settings) -> RewardDef | None:
+    """The `prm` reward of the `--prm*` flags as a definition, or None."""
+    kind = prm_kind(settings)
+    if kind is None:
+        return None
+    if not (settings.prm or settings.prm_url):
+        return RewardDef(PRM_NAME, kind)
+    # With --prm-url, --prm is the remote's served model name.
+    return RewardDef(PRM_NAME, kind, ModelSource(settings.prm, settings.prm_url))
 
 
 def reward_spec(settings: Settings) -> str:
@@ -66,10 +84,10 @@ def reward_spec(settings: Settings) -> str:
     return DEFAULT_REWARD
 
 
-def validate_reward_settings(settings: Settings) -> None:
+def validate_reward_settings(settings: Settings) -> RewardSpec:
     """Everything about rewards that can be checked before an engine starts."""
     extra = (PRM_NAME,) if prm_kind(settings) else ()
-    parse_reward_spec(reward_spec(settings), extra)
+    return parse_reward_spec(reward_spec(settings), extra)
 
 
 #: A closer or a health check: async, no arguments, raises on failure.
@@ -85,22 +103,29 @@ class Rewards:
 
     clients: dict[str, RewardModel]
     closers: list[AsyncAction] = field(default_factory=list)
-    #: Per client with a backend of its own (the `prm`): a check that raises when
-    #: the backend is down. Clients running on the policy are checked with it.
+    #: Per reward with a backend of its own (a learned PRM, a judge model), by name:
+    #: a check that raises when the backend is down. Rewards running on the policy
+    #: are checked with it.
     health_checks: dict[str, AsyncAction] = field(default_factory=dict)
 
     async def health(self) -> dict[str, str]:
-        """"ok" or "unavailable: why" for every client with a backend of its own."""
-        states = {}
-        for name, check in self.health_checks.items():
-            try:
-                await asyncio.wait_for(check(), HEALTH_CHECK_TIMEOUT_S)
-                states[name] = "ok"
-            except TimeoutError:
-                states[name] = f"unavailable: no answer within {HEALTH_CHECK_TIMEOUT_S:g} s"
-            except Exception as error:  # any failure of a probe means "not usable"
-                states[name] = f"unavailable: {error}"
-        return states
+        """"ok" or "unavailable: why" for every reward with a backend of its own.
+
+        The backends are asked at once, so a probe waits for the slowest one only.
+        """
+        names = list(self.health_checks)
+        states = await asyncio.gather(*(self._state(self.health_checks[n]) for n in names))
+        return dict(zip(names, states))
+
+    @staticmethod
+    async def _state(check: AsyncAction) -> str:
+        try:
+            await asyncio.wait_for(check(), HEALTH_CHECK_TIMEOUT_S)
+        except TimeoutError:
+            return f"unavailable: no answer within {HEALTH_CHECK_TIMEOUT_S:g} s"
+        except Exception as error:  # any failure of a probe means "not usable"
+            return f"unavailable: {error}"
+        return "ok"
 
     async def close(self) -> None:
         for close in reversed(self.closers):
@@ -111,79 +136,84 @@ class Rewards:
 
 
 async def open_rewards(settings: Settings, policy: Policy) -> Rewards:
-    """Start or connect the configured reward backends."""
+    """Start or connect the configured reward backends (all of them, or none)."""
     opened = Rewards({})
-    extra: dict[str, RewardModel] = {}
-    kind = prm_kind(settings)
-    if kind is not None:
-        extra[PRM_NAME] = await _open_prm(settings, kind, policy, opened)
+    legacy = prm_definition(settings)
     try:
-        opened.clients = build_rewards(reward_spec(settings), policy, extra)
+        opened.clients = await open_reward_clients(
+            reward_spec(settings),
+            _ServerContext(settings, policy, opened),
+            {PRM_NAME: legacy} if legacy else None,
+        )
     except BaseException:
         await opened.close()
         raise
     return opened
 
 
-async def _open_prm(settings: Settings, kind: str, policy: Policy, opened: Rewards) -> RewardModel:
-    """The `prm` client; what it opens is registered in `opened` (close, health)."""
-    if kind == "arithmetic":
-        return Renamed(ArithmeticVerifier(), PRM_NAME)
-    if kind == "self-judge":
-        judge = await _judge_policy(settings, policy, opened)
-        return Renamed(SelfJudge(judge), PRM_NAME)
-    backend = _prm_backend(settings, pooling=kind == "qwen")
-    opened.closers.append(backend.close)
-    opened.health_checks[PRM_NAME] = backend.check_health
-    if kind == "qwen":
-        return QwenPRM(backend, PRM_NAME)
-    return TokenLogitPRM(backend, "math-shepherd" if kind == "math-shepherd" else "rlhflow",
-                         PRM_NAME)
+def start_prm_backend(
+    settings: Settings, name: str, source: ModelSource, pooling: bool
+) -> PRMBackend:
+    """A remote PRM (`source.url`) or a PRM engine in this process (`source.model`).
 
-
-def _prm_backend(settings: Settings, pooling: bool) -> PRMBackend:
-    if settings.prm_url:
+    Module-level so tests can put fake backends in its place.
+    """
+    if source.url:
         from server.prm.remote import RemotePRMBackend
 
-        return RemotePRMBackend(settings.prm_url, settings.prm, settings.prm_timeout_s, PRM_NAME)
+        return RemotePRMBackend(source.url, source.model, settings.prm_timeout_s, name)
     from server.prm.vllm_local import LocalPRMBackend
 
-    assert settings.prm is not None
-    return LocalPRMBackend.start(_prm_engine_options(settings), pooling, PRM_NAME)
+    assert source.model is not None
+    return LocalPRMBackend.start(_engine_options(settings, source.model, name), pooling, name)
 
 
-def _prm_engine_options(settings: Settings):  # -> EngineOptions (vLLM import deferred)
-    from server.policy.vllm_engine import EngineOptions
-
-    assert settings.prm is not None
-    return EngineOptions.from_settings(
-        settings, settings.prm, PRM_NAME, settings.prm_gpu_memory_utilization
-    )
-
-
-async def _judge_policy(settings: Settings, policy: Policy, opened: Rewards) -> Policy:
-    """The model a self-judge PRM asks: its own engine or server, else the policy."""
-    if settings.prm_url:
+async def start_judge(settings: Settings, name: str, source: ModelSource):  # -> PolicyBackend
+    """The model a self-judge with a model of its own asks: a remote server or an engine."""
+    if source.url:
         from server.policy.remote import RemotePolicy
 
-        base = settings.prm_url.rstrip("/").removesuffix("/v1") + "/v1"
-        judge = await RemotePolicy.connect(base, settings.prm, settings.prm_timeout_s)
-    elif settings.prm:
-        from server.policy.vllm_engine import VLLMPolicy
+        base = source.url.rstrip("/").removesuffix("/v1") + "/v1"
+        return await RemotePolicy.connect(base, source.model, settings.prm_timeout_s)
+    from server.policy.vllm_engine import VLLMPolicy
 
-        judge = VLLMPolicy.start(_prm_engine_options(settings))
-    else:
-        return policy
-    opened.closers.append(judge.close)
-    opened.health_checks[PRM_NAME] = judge.check_health
-    return _JudgeAsReward(judge)
+    assert source.model is not None
+    return VLLMPolicy.start(_engine_options(settings, source.model, name))
+
+
+def _engine_options(settings: Settings, model: str, name: str):  # -> EngineOptions
+    from server.policy.vllm_engine import EngineOptions
+
+    return EngineOptions.from_settings(settings, model, name, settings.prm_gpu_memory_utilization)
+
+
+@dataclass
+class _ServerContext:
+    """The `RewardContext` of a server: backends it opens are closed and checked."""
+
+    settings: Settings
+    policy: Policy
+    opened: Rewards
+
+    def prm_backend(self, name: str, source: ModelSource, pooling: bool) -> PRMBackend:
+        backend = start_prm_backend(self.settings, name, source, pooling)
+        self.opened.closers.append(backend.close)
+        self.opened.health_checks[name] = backend.check_health
+        return backend
+
+    async def judge_policy(self, name: str, source: ModelSource) -> Policy:
+        judge = await start_judge(self.settings, name, source)
+        self.opened.closers.append(judge.close)
+        self.opened.health_checks[name] = judge.check_health
+        return _JudgeAsReward(judge, name)
 
 
 class _JudgeAsReward:
-    """A judge policy whose failures read as reward failures (503 naming the PRM)."""
+    """A judge policy whose failures read as reward failures (503 naming the reward)."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, name: str) -> None:
         self._policy = policy
+        self._name = name
 
     @property
     def model_name(self) -> str:
@@ -193,7 +223,7 @@ class _JudgeAsReward:
         try:
             return await self._policy.encode_chat(messages)
         except PolicyUnavailable as error:
-            raise RewardUnavailable(f"{PRM_NAME} (self-judge): {error}") from error
+            raise RewardUnavailable(f"{self._name} (self-judge): {error}") from error
 
     async def generate(
         self, prompts: Sequence[Sequence[int]], params: SamplingConfig
@@ -201,4 +231,4 @@ class _JudgeAsReward:
         try:
             return await self._policy.generate(prompts, params)
         except PolicyUnavailable as error:
-            raise RewardUnavailable(f"{PRM_NAME} (self-judge): {error}") from error
+            raise RewardUnavailable(f"{self._name} (self-judge): {error}") from error

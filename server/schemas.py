@@ -172,7 +172,7 @@ class SolveResponse(BaseModel):
 
 class HealthResponse(BaseModel):
     """503 "unavailable" when the policy cannot answer; 200 "degraded" when only a
-    reward backend of its own (the `prm`) is down: requests that do not use it still
+    reward backend of its own (a learned PRM or judge, by name) is down: requests that do not use it still
     work, so an orchestrator should not restart the server for it."""
 
     status: Literal["ok", "degraded", "unavailable"]

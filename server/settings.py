@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from reward_clients.registry import CLAUSE_SEPARATOR, KINDS, WEIGHT_FREE, kinds_help
 from search_strategies.params import ServerLimits
 from server.model_prep import EMBEDDED_MODEL_NAME, default_cache_dir
 
@@ -37,7 +38,8 @@ class Settings:
     dtype: str = "auto"
     tensor_parallel_size: int = 1
     remote_timeout_s: float = 300.0
-    #: None: the default (server.rewards.reward_spec); "none" or "": no reward.
+    #: None: the default (server.rewards.reward_spec); "none" or "": no reward. Clauses
+    #: are separated by ';' (a repeated --reward is joined so); see reward_clients.registry.
     reward: str | None = None
     prm: str | None = None
     prm_kind: str = ""
@@ -104,20 +106,29 @@ _HELP = {
     "dtype": "model dtype; 'auto' picks float32 on CPUs without bf16 instructions",
     "tensor_parallel_size": "vLLM tensor parallel degree (GPUs)",
     "remote_timeout_s": "timeout for each call to a remote policy",
-    "reward": "reward clients requests may use, comma-separated (available: "
-    "arithmetic, self-judge, and prm when --prm/--prm-url is set); the first is the "
-    "default; name:weight items form one weighted ensemble named 'ensemble'. Unset: "
-    "arithmetic (prm,arithmetic with a PRM). 'none' (or empty): no reward; strategies "
-    "that need one are then not listed in /v1/models and answer 400",
-    "prm": "process reward model folder or id, run in-process (requests choose it as "
-    "reward 'prm')",
-    "prm_kind": "qwen (Qwen2.5-Math-PRM, the default with --prm/--prm-url), "
-    "math-shepherd, rlhflow, self-judge (the PRM model, or the policy, judges yes/no) "
-    "or arithmetic",
-    "prm_url": "use a PRM served by a remote `vllm serve` instead, e.g. "
-    "http://127.0.0.1:8002",
-    "prm_timeout_s": "timeout for each call to a remote PRM",
-    "prm_gpu_memory_utilization": "vLLM memory fraction of the in-process PRM engine",
+    "reward": "rewards requests may use; repeat the flag (or separate clauses with ';') "
+    "to give several clauses: a list NAME[,NAME...] (the first is the default), or "
+    "NAME:WEIGHT[,...] (also one weighted ensemble named 'ensemble', the default); a "
+    "definition NAME=KIND[:MODEL|URL], one per flag, names a reward of that kind "
+    "(MODEL: a folder or id run in-process; URL: http(s):// of a remote vllm serve), "
+    "and definitions the list does not name are offered after it (without a list, the "
+    "first definition is the default). Kinds: "
+    + kinds_help()
+    + ". A list names "
+    + ", ".join(WEIGHT_FREE)
+    + " directly, defined names, and prm when --prm/--prm-url is set. Unset: arithmetic "
+    "(prm,arithmetic with a PRM). 'none' (or empty): no reward; strategies that need one "
+    "are then not listed in /v1/models and answer 400",
+    "prm": "model of the reward named 'prm', run in-process (with --prm-url: the "
+    "remote's served model name); same as --reward prm=KIND:MODEL",
+    "prm_kind": "kind of the reward named 'prm': "
+    + ", ".join(KINDS)
+    + " (default qwen with --prm/--prm-url; see --reward for each kind)",
+    "prm_url": "the reward named 'prm' is served by a remote `vllm serve` instead, e.g. "
+    "http://127.0.0.1:8002; same as --reward prm=KIND:URL",
+    "prm_timeout_s": "timeout for each call to a remote PRM or judge (every named one)",
+    "prm_gpu_memory_utilization": "vLLM memory fraction of each in-process PRM or judge "
+    "engine (every named one)",
     "default_system_prompt": "system prompt used when a request gives none",
     "max_n": "server maximum for a request's n",
     "max_new_tokens": "server maximum for a request's max_new_tokens",
@@ -142,6 +153,8 @@ _HELP = {
 }
 _ENV_NAMES = {"cache_dir": "PONDER_CACHE"}
 _BOOLEANS = {"enforce_eager", "metrics_require_key"}
+#: Flags that may be given several times (each occurrence adds to the list).
+_REPEATABLE = {"api_key", "reward"}
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
@@ -150,7 +163,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + spec.name.replace("_", "-")
         env_name = _ENV_NAMES.get(spec.name, "PONDER_" + spec.name.upper())
         help_text = f"{_HELP[spec.name]} [env {env_name}]"
-        if spec.name == "api_key":
+        if spec.name in _REPEATABLE:
             parser.add_argument(flag, action="append", default=None, help=help_text)
         elif spec.name in _BOOLEANS:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction,
@@ -179,6 +192,9 @@ def _coerce(name: str, raw: object, default_type: type) -> object:
     if name == "api_key":  # repeated flag (a list) or a comma-separated variable
         parts = raw if isinstance(raw, list) else str(raw).split(",")
         return tuple(p.strip() for p in parts if p.strip())
+    if name == "reward":  # each --reward is one clause (server.rewards, registry)
+        parts = raw if isinstance(raw, list) else [raw]
+        return f"{CLAUSE_SEPARATOR} ".join(str(p).strip() for p in parts)
     if name == "api_key_file":
         return Path(str(raw))
     if isinstance(raw, bool) or name in _BOOLEANS:

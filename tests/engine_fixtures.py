@@ -42,7 +42,7 @@ def embedded_model() -> Path:
 @pytest.fixture(scope="session")
 def tiny_prms(embedded_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Random-weight PRMs (Qwen2 PRM with `<extra_0>`, Llama with `ки`), built once."""
-    from tests.tiny_models import build_tiny_qwen_prm, build_tiny_token_prm  # imports torch
+    from server.testing.tiny_models import build_tiny_qwen_prm, build_tiny_token_prm  # torch
 
     root = tmp_path_factory.mktemp("tiny-prms")
     return {
@@ -87,7 +87,7 @@ def ponder_server(
 
     Tests on it may compare decisions and structure, never bit-identical repeats:
     in bf16 a repeat can run in another batch shape or from the prefix cache and
-    round differently (README "Reproducibility").
+    round differently (docs/reproducibility.md).
     """
     log = tmp_path_factory.mktemp("ponder") / "server.log"
     yield from _serve(TEST_DTYPE, embedded_model, tiny_prms, log)
@@ -99,7 +99,7 @@ def float32_server(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningServer]:
     """A server in float32, for the tests whose claim is that repeats are bit-identical
-    (the README's reproducibility contract promises that in float32 only).
+    (the reproducibility contract, docs/reproducibility.md, promises that in float32 only).
 
     That is the session server itself where it already runs in float32 (`auto` on
     CPUs without bf16 instructions); elsewhere a second server, started on first use.

@@ -23,7 +23,7 @@ ENGINE_FLAGS = ["--enforce-eager", "--gpu-memory-utilization", "0.2", "--max-mod
 #: The dtype of the shared session server: "auto" (what a user gets on this CPU: bf16
 #: where the CPU has bf16 instructions, float32 elsewhere) unless PONDER_TEST_DTYPE
 #: forces one. `make test-bf16` forces bfloat16, so a developer on a float32 machine
-#: sees what a bf16 machine's suite would see (README "Reproducibility").
+#: sees what a bf16 machine's suite would see (docs/reproducibility.md).
 TEST_DTYPE = os.environ.get("PONDER_TEST_DTYPE", "auto")
 
 
@@ -33,7 +33,7 @@ class ShiftingSeeds(httpx.BaseTransport):
     samples on the shared test server.
 
     bf16 machines do not promise that a seeded repeat draws the same samples
-    (README "Reproducibility"), and forcing bf16 on an AVX2 CPU does not reproduce
+    (docs/reproducibility.md), and forcing bf16 on an AVX2 CPU does not reproduce
     that (its emulated bf16 repeated exactly: alone, batched and cached). Shifting the
     seeds gives every machine what a bf16 one may do, deterministically: a test
     that relies on repeats passes nowhere, and one that relies on a particular draw

@@ -49,7 +49,7 @@ def _points(out: Path) -> list[tuple[str, str, str]]:
 
 
 def test_killed_and_resumed_sweep_equals_an_uninterrupted_one(float32_server, tmp_path) -> None:
-    """Equal summaries need bit-identical repeats: float32 (README "Reproducibility")."""
+    """Equal summaries need bit-identical repeats: float32 (docs/reproducibility.md)."""
     whole = tmp_path / "whole"
     done = subprocess.run(_bench(float32_server.url, whole), cwd=REPO, capture_output=True,
                           text=True, timeout=900)
@@ -99,7 +99,7 @@ def test_subsampled_picks_equal_direct_runs_on_the_same_samples(float32_server) 
 
     With a seed the direct run draws the same first samples (checked), so this
     compares the curve a sweep reports with what the server itself would answer.
-    Equal samples need float32 (README "Reproducibility"); in bf16 the replay is a
+    Equal samples need float32 (docs/reproducibility.md); in bf16 the replay is a
     draw from the same distribution, not the same draw.
     """
     problems = load_dataset("arithmetic", Subset(limit=2, levels=(1,), seed=11))

@@ -2,7 +2,9 @@
 
 They check what can break without anyone noticing: a compose file that does not
 parse or lacks a service, a flag Ponder does not know, versions that drifted from
-pyproject.toml and the Makefile, an image that runs as root or has no healthcheck.
+pyproject.toml and the Makefile, an image that runs as root or has no healthcheck,
+a `.dockerignore` that drops what an image copies or lets results and the
+virtualenv into the build context.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from server.cli import build_parser
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
+DOCKERFILES = ("Dockerfile.cpu", "Dockerfile.gpu")
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -31,6 +35,66 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
             word, _, rest = line.partition(" ")
             pairs.append((word.upper(), rest.strip()))
     return pairs
+
+
+def copied_sources(dockerfile: Path) -> list[str]:
+    """The build-context paths the Dockerfile's COPY instructions read."""
+    sources = []
+    for word, args in instructions(dockerfile):
+        if word == "COPY":  # COPY [--flag ...] SOURCE... DEST
+            sources += [arg for arg in shlex.split(args)[:-1] if not arg.startswith("--")]
+    return sources
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore pattern as Docker reads it (Go's filepath.Match, plus `**`)."""
+    pattern = pattern.strip("/")
+    regex, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            i += 2
+            if pattern.startswith("/", i):
+                i += 1
+                regex += "(.*/)?"
+            else:
+                regex += ".*"
+        elif pattern[i] == "*":
+            regex, i = regex + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            regex, i = regex + "[^/]", i + 1
+        elif pattern[i] == "[":
+            end = pattern.index("]", i)
+            regex, i = regex + pattern[i:end + 1].replace("[!", "[^"), end + 1
+        else:
+            regex, i = regex + re.escape(pattern[i]), i + 1
+    return re.compile(regex)
+
+
+class DockerIgnore:
+    """`excluded(path)` as the Docker daemon decides it: the last pattern that matches
+    the path or one of its parent folders wins; `!` patterns put paths back."""
+
+    def __init__(self, text: str) -> None:
+        self.rules: list[tuple[bool, re.Pattern[str]]] = []
+        for line in text.splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                negated = line.startswith("!")
+                self.rules.append((negated, _pattern_regex(line.lstrip("!").strip())))
+
+    def excluded(self, path: str) -> bool:
+        parts = path.strip("/").split("/")
+        prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+        verdict = False
+        for negated, regex in self.rules:
+            if any(regex.fullmatch(prefix) for prefix in prefixes):
+                verdict = not negated
+        return verdict
+
+
+@pytest.fixture(scope="module")
+def dockerignore() -> DockerIgnore:
+    return DockerIgnore((REPO / ".dockerignore").read_text())
 
 
 def serve_flags_accepted(flags: list[str]) -> None:
@@ -72,7 +136,7 @@ def test_compose_has_policy_prm_and_ponder_wired_together(compose: dict) -> None
     serve_flags_accepted(command)
 
 
-@pytest.mark.parametrize("name", ["Dockerfile.cpu", "Dockerfile.gpu"])
+@pytest.mark.parametrize("name", DOCKERFILES)
 def test_images_run_ponder_as_non_root_with_a_healthcheck(name: str) -> None:
     steps = instructions(DOCKER / name)
     users = [args for word, args in steps if word == "USER"]
@@ -83,10 +147,8 @@ def test_images_run_ponder_as_non_root_with_a_healthcheck(name: str) -> None:
     assert yaml.safe_load(entrypoint) == ["ponder", "serve"]
     cmd = yaml.safe_load([args for word, args in steps if word == "CMD"][-1])
     serve_flags_accepted(cmd)
-    for word, args in steps:
-        if word == "COPY":
-            source = shlex.split(args)[0]
-            assert (REPO / source).exists(), f"{name} copies missing {source}"
+    for source in copied_sources(DOCKER / name):
+        assert (REPO / source).exists(), f"{name} copies missing {source}"
 
 
 def test_cpu_image_pins_what_the_makefile_and_pyproject_pin() -> None:
@@ -112,3 +174,50 @@ def test_serve_parser_rejects_unknown_flags() -> None:
     with pytest.raises(AssertionError):
         serve_flags_accepted(["--no-such-flag", "1"])
     assert isinstance(build_parser(), argparse.ArgumentParser)
+
+
+def _files_under(folder: Path) -> list[str]:
+    return [str(path.relative_to(REPO)) for path in folder.rglob("*") if path.is_file()]
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_build_context_keeps_everything_the_image_copies_and_installs(
+    name: str, dockerignore: DockerIgnore
+) -> None:
+    """A source the .dockerignore drops fails the build, or worse, installs a package
+    without its modules or data (`ponder bench`'s datasets and grids)."""
+    for source in copied_sources(DOCKER / name):
+        assert not dockerignore.excluded(source), f".dockerignore drops {source}"
+        if (REPO / source).is_dir():
+            wanted = [
+                path for path in _files_under(REPO / source)
+                if path.endswith(".py") and "__pycache__" not in path
+            ]
+            assert wanted and not [p for p in wanted if dockerignore.excluded(p)]
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    package_data = [
+        str(path.relative_to(REPO))
+        for package, globs in declared["package-data"].items()
+        for pattern in globs
+        for path in (REPO / package.replace(".", "/")).glob(pattern)
+    ]
+    assert package_data and not [p for p in package_data if dockerignore.excluded(p)]
+
+
+def test_build_context_leaves_out_results_virtualenv_and_caches(
+    dockerignore: DockerIgnore,
+) -> None:
+    """Without a .dockerignore, `COPY clients` shipped the 5.5 MB of published results
+    and every build sent the multi-GB .venv to the daemon."""
+    published = _files_under(REPO / "clients/bench/published")
+    shipped = [path for path in published if not dockerignore.excluded(path)]
+    assert published and not shipped, f".dockerignore lets {shipped[:3]} into the context"
+    for path in (
+        ".venv", ".venv/bin/python", ".git/HEAD", "results/sweep/results.jsonl",
+        "server/__pycache__/app.cpython-311.pyc", "clients/bench/__pycache__/cli.cpython-311.pyc",
+        "ponder.egg-info/PKG-INFO", ".pytest_cache/README.md", ".hypothesis/examples/x",
+        "tests/conftest.py", "benchmarks/bench_overhead.py", "docs/api.md",
+    ):
+        assert dockerignore.excluded(path), f".dockerignore lets {path} into the context"
+    for path in ("pyproject.toml", "README.md", "server/app.py", "clients/bench/cli.py"):
+        assert not dockerignore.excluded(path)

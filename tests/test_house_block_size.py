@@ -3,7 +3,7 @@
 On CPU vLLM's default block is large (apparently 128 tokens) and tree search's
 short steps rarely fill one, so siblings missed the prefix cache; 32 (the smallest
 the CPU attention accepts) is the default there. GPUs keep vLLM's own choice. The
-cache-hit figures are in README "Performance"; this checks the rule.
+cache-hit figures are in docs/benchmarks.md ("Prefix caching"); this checks the rule.
 """
 
 from __future__ import annotations

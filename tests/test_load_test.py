@@ -1,6 +1,6 @@
 """`clients/load_test.py` end to end against the app with a stand-in policy (seconds, no engine).
 
-The real run against the embedded model is reported in README ("Production").
+The real run against the embedded model is reported in docs/benchmarks.md ("Load test").
 """
 
 from __future__ import annotations

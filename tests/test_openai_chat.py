@@ -152,7 +152,7 @@ def test_streaming_sends_progress_then_content_then_usage(sdk: openai.OpenAI) ->
 
 def test_streamed_and_plain_answers_match_in_float32(float32_sdk: openai.OpenAI) -> None:
     """Same seed with and without streaming: the same search, so the same answer
-    (a bit-identical repeat: the float32 promise, README "Reproducibility")."""
+    (a bit-identical repeat: the float32 promise, docs/reproducibility.md)."""
     streamed = _streamed_text(list(ask(float32_sdk, stream=True, **STREAMED_SEARCH)))
     assert streamed == ask(float32_sdk, **STREAMED_SEARCH).choices[0].message.content
 

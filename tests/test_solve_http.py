@@ -53,7 +53,7 @@ def test_best_of_n_uses_one_engine_call_and_counts_every_token(client: httpx.Cli
 
 
 def test_same_seed_same_answer(float32_client: httpx.Client) -> None:
-    """Bit-identical repeats are the float32 promise (README "Reproducibility")."""
+    """Bit-identical repeats are the float32 promise (docs/reproducibility.md)."""
     request = dict(strategy="best_of_n", n=4, max_new_tokens=40, seed=1234)
     first, second = (solve(float32_client, **request).json(),
                      solve(float32_client, **request).json())

@@ -87,7 +87,7 @@ def coverage(rows: Iterable[Row]) -> list[CoverageRow]:
 
 
 def coverage_table(table: list[CoverageRow]) -> str:
-    """Markdown, for the terminal and README."""
+    """Markdown, for the terminal and docs/benchmarks.md."""
     def number(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.2f}"
 

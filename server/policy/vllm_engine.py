@@ -187,7 +187,7 @@ def bind_all_cores_on_small_cpus(environ: MutableMapping[str, str] = os.environ)
     vLLM's CPU build keeps one core free for its scheduler process and binds its
     OpenMP threads to the rest. On 2 cores that halves the model's compute: on this
     project's 2-core machine (SmolLM2-135M, eager float32) binding both decoded 1.45x
-    faster at n=1 and 1.77x at n=16 (`clients/bench_cpu_cores.py`, medians of 3).
+    faster at n=1 and 1.77x at n=16 (`benchmarks/bench_cpu_cores.py`, medians of 3).
     On bigger machines the reserved core costs little and vLLM's default stays. A
     `VLLM_CPU_OMP_THREADS_BIND` the user set always wins. Must run before the engine
     process starts (it reads the variable when it spawns).
@@ -260,7 +260,7 @@ def resolve_block_size(block_size: int | None) -> int | None:
     cache only reuses whole blocks, so a tree search whose siblings share a prompt
     plus a few short steps mostly missed it: beam search read 17 % of its prompt
     tokens from the cache, DVTS 24 %, MCTS 55 %; with 32 (the smallest the CPU
-    attention accepts) 94 %, 95 %, 93 % (README "Performance"). GPUs keep vLLM's
+    attention accepts) 94 %, 95 %, 93 % (docs/benchmarks.md, "Prefix caching"). GPUs keep vLLM's
     choice, which was not measured here.
     """
     if block_size is not None or _has_cuda():

@@ -2,12 +2,12 @@
 
 `--dtype auto` resolves to bf16 on CPUs with AVX-512-BF16 or AMX and on GPUs, and to
 float32 on other CPUs, where bf16 is emulated (`server.policy.vllm_engine.resolve_dtype`).
-The dtype also decides reproducibility (README "Reproducibility": bit-identical
+The dtype also decides reproducibility (docs/reproducibility.md: bit-identical
 repeats in float32 only), so a user choosing `--dtype float32` for exact reruns
 needs to know its price on their CPU. This starts the engine once per dtype and
 reports generated tokens/s at n=1 and n=16, medians of `--runs`.
 
-    python clients/bench_dtype.py [--runs 3] [--max-new-tokens 128]
+    python benchmarks/bench_dtype.py [--runs 3] [--max-new-tokens 128]
 """
 
 from __future__ import annotations
@@ -15,14 +15,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import platform
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from clients.decode_speed import decode_rates, embedded_engine, print_comparison  # noqa: E402
-from server.policy.vllm_engine import resolve_dtype  # noqa: E402
+from decode_speed import decode_rates, embedded_engine, print_comparison
+from server.policy.vllm_engine import resolve_dtype
 
 DTYPES = ("float32", "bfloat16")
 

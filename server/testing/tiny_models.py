@@ -1,9 +1,11 @@
-"""Tiny random-weight PRMs for tests, built from the embedded model's tokenizer.
+"""Tiny random-weight PRMs for tests and benchmarks, from the embedded model's tokenizer.
 
 Nothing is downloaded: the tokenizer is SmolLM2's (prepared by `make model`) with the
 PRM tokens added, and the weights are random. The models judge nothing, but they run
 through exactly the vLLM code paths the real PRMs use (same architectures, same
-pooler, same logprob reads), which is what the tests check.
+pooler, same logprob reads), which is what the engine tests check (fixture
+`tiny_prms` in `tests/engine_fixtures.py`) and `benchmarks/bench_rewards.py` times.
+It imports torch: the server never imports it, nor do the fast tests.
 """
 
 from __future__ import annotations

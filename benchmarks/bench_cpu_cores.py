@@ -8,7 +8,7 @@ buys: the same engine started twice, once with `VLLM_CPU_OMP_THREADS_BIND=auto`
 tokens per sample at n=1 and at n=16 (temperature 1, top_p 0.95, as searches
 sample), medians of `--runs`.
 
-    python clients/bench_cpu_cores.py [--runs 3] [--max-new-tokens 64]
+    python benchmarks/bench_cpu_cores.py [--runs 3] [--max-new-tokens 64]
 """
 
 from __future__ import annotations
@@ -16,13 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from clients.decode_speed import decode_rates, embedded_engine, print_comparison  # noqa: E402
+from decode_speed import decode_rates, embedded_engine, print_comparison
 
 
 async def tokens_per_second(binding: str, runs: int, max_new_tokens: int) -> dict[int, float]:

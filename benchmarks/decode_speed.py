@@ -1,6 +1,6 @@
 """Decode speed of one in-process engine: the measurement the CPU benchmarks share.
 
-`clients/bench_cpu_cores.py` (core binding) and `clients/bench_dtype.py` (bf16 vs
+`bench_cpu_cores.py` (core binding) and `bench_dtype.py` (bf16 vs
 float32) start the same engine under two settings and compare generated tokens/s
 at n=1 and at n=16; this is that measurement, so both report the same figure.
 """

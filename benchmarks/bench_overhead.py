@@ -5,7 +5,7 @@ Best-of-16 through `POST /v1/solve` on a live `ponder serve`, against the same
 `AsyncLLM` built with the same engine arguments. Runs alternate so that machine
 noise hits both sides alike; medians are reported.
 
-    python clients/bench_overhead.py [--runs 5] [--n 16] [--max-new-tokens 64] [--direct-first]
+    python benchmarks/bench_overhead.py [--runs 5] [--n 16] [--max-new-tokens 64] [--direct-first]
 
 Both engines live on this machine at once; the order they start in decides how vLLM
 pins their threads, which shifted the ratio by a few percent here. `--direct-first`
@@ -25,17 +25,16 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from search_strategies.protocols import SamplingConfig  # noqa: E402
-from server.model_prep import EMBEDDED_MODEL_NAME, prepare_embedded_model  # noqa: E402
-from server.policy.vllm_engine import (  # noqa: E402
+from search_strategies.protocols import SamplingConfig
+from server.model_prep import EMBEDDED_MODEL_NAME, prepare_embedded_model
+from server.policy.vllm_engine import (
     EngineOptions,
     engine_args,
     sampling_params,
 )
-from server.settings import DEFAULT_SYSTEM_PROMPT  # noqa: E402
+from server.settings import DEFAULT_SYSTEM_PROMPT
+
+REPO = Path(__file__).resolve().parent.parent
 
 QUESTION = "Sam has 3 bags with 4 marbles in each bag. How many marbles does Sam have?"
 ENGINE = dict(enforce_eager=True, gpu_memory_utilization=0.2, max_model_len=2048)

@@ -9,11 +9,12 @@ self-judge it also measures the policy engine's prefill rate with one prompt per
 call and with 64 in one call: if they are close, the machine is compute-bound and
 batching cannot multiply throughput.
 
-    python clients/bench_rewards.py [--solutions 64] [--steps 6] [--runs 2] [--only NAME ...]
+    python benchmarks/bench_rewards.py [--solutions 64] [--steps 6] [--runs 2] [--only NAME ...]
 
 Clients: `arithmetic` (no model), `self-judge` on the embedded SmolLM2-135M policy,
-and the three learned-PRM formats on tiny random-weight stand-ins built the way the
-tests build them (real architectures and vLLM code paths, 2 layers, hidden 128):
+and the three learned-PRM formats on tiny random-weight stand-ins built as the tests
+build them (`server.testing.tiny_models`: real architectures and vLLM code paths,
+2 layers, hidden 128):
 `qwen` (pooling runner), `math-shepherd` and `rlhflow` (label logprobs). There are
 no real PRM weights on this machine; the stand-ins measure Ponder's batching and
 vLLM's per-request overhead, not a 7B model's compute. Engines run in-process, one
@@ -26,24 +27,20 @@ import argparse
 import asyncio
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from reward_clients.arithmetic import ArithmeticVerifier  # noqa: E402
-from reward_clients.learned_prm import QwenPRM, TokenLogitPRM  # noqa: E402
-from reward_clients.self_judge import SelfJudge  # noqa: E402
-from search_strategies.protocols import ChatMessage, SamplingConfig  # noqa: E402
-from search_strategies.reward import RewardModel  # noqa: E402
-from server.model_prep import EMBEDDED_MODEL_NAME, prepare_embedded_model  # noqa: E402
-from server.policy.vllm_engine import EngineOptions, VLLMPolicy  # noqa: E402
-from server.prm.vllm_local import LocalPRMBackend  # noqa: E402
-from tests.tiny_models import build_tiny_qwen_prm, build_tiny_token_prm  # noqa: E402
+from reward_clients.arithmetic import ArithmeticVerifier
+from reward_clients.learned_prm import QwenPRM, TokenLogitPRM
+from reward_clients.self_judge import SelfJudge
+from search_strategies.protocols import ChatMessage, SamplingConfig
+from search_strategies.reward import RewardModel
+from server.model_prep import EMBEDDED_MODEL_NAME, prepare_embedded_model
+from server.policy.vllm_engine import EngineOptions, VLLMPolicy
+from server.prm.vllm_local import LocalPRMBackend
+from server.testing.tiny_models import build_tiny_qwen_prm, build_tiny_token_prm
 
 QUESTION = "Sam has 3 bags with 4 marbles in each bag. How many marbles does Sam have?"
 CLIENTS = ("arithmetic", "self-judge", "qwen", "math-shepherd", "rlhflow")
