@@ -31,7 +31,12 @@ from learning.collect import (
 )
 from learning.export import FORMATS, records, write_jsonl
 from learning.labels import LABEL_METHODS, labeler
-from learning.overlap import EvalSet, eval_set_from_file, eval_set_from_spec, published_eval_set
+from learning.overlap import (
+    EvalSet,
+    eval_set_from_file,
+    eval_set_from_spec,
+    published_eval_set,
+)
 from learning.records import COLLECTED_NAME, DEFAULT_SYSTEM_PROMPT, MANIFEST_NAME
 from learning.sources import load_folder
 from learning.train_prm import TrainOptions, default_base_model, train_prm

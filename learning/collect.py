@@ -41,12 +41,16 @@ class TrainingSet:
 
     def check_message(self) -> str:
         if not self.overlap.problems:
-            return (f"train/eval overlap check: none of {self.requested} training problems is "
-                    f"in the evaluation set ({self.eval_set.description}; "
-                    f"{self.eval_set.size} problems), by id or question text")
-        return ("train/eval overlap check: "
-                + self.overlap.message(self.requested, self.eval_set)
-                + f"; dropped them, {len(self.problems)} left")
+            return (
+                f"train/eval overlap check: none of {self.requested} training problems is "
+                f"in the evaluation set ({self.eval_set.description}; "
+                f"{self.eval_set.size} problems), by id or question text"
+            )
+        return (
+            "train/eval overlap check: "
+            + self.overlap.message(self.requested, self.eval_set)
+            + f"; dropped them, {len(self.problems)} left"
+        )
 
 
 def training_set(
@@ -57,7 +61,8 @@ def training_set(
     if overlap.problems and not drop_overlap:
         examples = ", ".join(p.id for p in overlap.problems[:5])
         raise OverlapRefused(
-            "refusing to collect: " + overlap.message(len(problems), eval_set)
+            "refusing to collect: "
+            + overlap.message(len(problems), eval_set)
             + f", e.g. {examples}. Choose another --seed or dataset, or pass --drop-overlap "
             "to leave those problems out"
         )
@@ -80,8 +85,13 @@ def collect_cell(
     """
     if "n" in params:
         raise ValueError("set the number of samples with --samples, not --param n=...")
-    spec: dict[str, Any] = {"strategy": strategy, "n": samples, "subsample": False,
-                            "system_prompt": system_prompt, **params}
+    spec: dict[str, Any] = {
+        "strategy": strategy,
+        "n": samples,
+        "subsample": False,
+        "system_prompt": system_prompt,
+        **params,
+    }
     if reward:
         spec["reward"] = reward
         if strategy == "best_of_n":
@@ -122,8 +132,13 @@ def manifest_entry(argv: list[str], train: TrainingSet, cell: Cell, server: str)
             "by_question": train.overlap.by_question,
             "dropped": [p.id for p in train.overlap.problems],
         },
-        "request": {"cell": cell.key, "strategy": cell.strategy, "params": cell.params,
-                    "budget": cell.budget, "reward": cell.reward},
+        "request": {
+            "cell": cell.key,
+            "strategy": cell.strategy,
+            "params": cell.params,
+            "budget": cell.budget,
+            "reward": cell.reward,
+        },
     }
 
 
@@ -168,5 +183,7 @@ def summary(rows: list[Row]) -> str:
         for row in rows
     )
     share = f" ({right / len(samples):.1%})" if samples else ""
-    return (f"{len(rows)} problems, {len(samples)} samples, {right} right{share}; "
-            f"{both} problems have both a right and a wrong sample (preference pairs)")
+    return (
+        f"{len(rows)} problems, {len(samples)} samples, {right} right{share}; "
+        f"{both} problems have both a right and a wrong sample (preference pairs)"
+    )

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from learning.labels import StepLabeler
 from learning.sources import Sample, SolvedProblem
@@ -45,8 +46,10 @@ def distinct_samples(problem: SolvedProblem) -> list[Sample]:
 
 def chat_prompt(problem: SolvedProblem) -> list[dict[str, str]]:
     """The messages the policy was prompted with (as the server builds them)."""
-    return [{"role": "system", "content": problem.system_prompt},
-            {"role": "user", "content": problem.question}]
+    return [
+        {"role": "system", "content": problem.system_prompt},
+        {"role": "user", "content": problem.question},
+    ]
 
 
 def _assistant(sample: Sample) -> list[dict[str, str]]:
@@ -57,8 +60,11 @@ def prm_records(problems: Iterable[SolvedProblem], label: StepLabeler) -> Iterat
     for problem in problems:
         for sample in distinct_samples(problem):
             if sample.steps:
-                yield {"prompt": problem.question, "completions": list(sample.steps),
-                       "labels": label(problem, sample)}
+                yield {
+                    "prompt": problem.question,
+                    "completions": list(sample.steps),
+                    "labels": label(problem, sample),
+                }
 
 
 def preference_pairs(problem: SolvedProblem) -> list[tuple[Sample, Sample]]:
@@ -72,8 +78,11 @@ def preference_pairs(problem: SolvedProblem) -> list[tuple[Sample, Sample]]:
 def dpo_records(problems: Iterable[SolvedProblem]) -> Iterator[Record]:
     for problem in problems:
         for chosen, rejected in preference_pairs(problem):
-            yield {"prompt": chat_prompt(problem), "chosen": _assistant(chosen),
-                   "rejected": _assistant(rejected)}
+            yield {
+                "prompt": chat_prompt(problem),
+                "chosen": _assistant(chosen),
+                "rejected": _assistant(rejected),
+            }
 
 
 def sft_records(problems: Iterable[SolvedProblem]) -> Iterator[Record]:

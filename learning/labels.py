@@ -11,7 +11,7 @@ sample index), so the collected rows need no change.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from learning.sources import Sample, SolvedProblem
 

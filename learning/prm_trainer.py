@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    Trainer,
+    TrainingArguments,
+)
 
 from learning.train_prm import (
     BAD,
@@ -59,8 +66,9 @@ def _tag_in_context(tokenizer: Any) -> int | None:
 
 
 def prepare_tokens(tokenizer: Any) -> PRMTokens:
-    """Make `ки` one token (added, as in `tests/tiny_models.build_tiny_token_prm`, when the
-    base splits it) and find the label ids the way the served client does."""
+    """Make `ки` one token (added when the base splits it, as
+    `server/testing/tiny_models.build_tiny_token_prm` does) and find the label ids the
+    way the served client does."""
     from tokenizers import AddedToken
 
     tag, added = _tag_in_context(tokenizer), False

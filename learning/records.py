@@ -50,8 +50,11 @@ def collect_rows(problem: BenchProblem, cell: Cell, solved: Solved, model: str) 
     delimiter = step_delimiter(cell.params)
     picked = grade(problem.grader, problem.gold, body.get("answer"))
     samples = [
-        {**graded_sample(problem, candidate, keep_text=True), "index": index,
-         "steps": split_steps(candidate.get("text", ""), delimiter)}
+        {
+            **graded_sample(problem, candidate, keep_text=True),
+            "index": index,
+            "steps": split_steps(candidate.get("text", ""), delimiter),
+        }
         for index, candidate in enumerate(body["candidates"])
     ]
     row: Row = {

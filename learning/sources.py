@@ -60,16 +60,19 @@ def load_folder(path: Path, system_prompt: str | None = None) -> Folder:
     `system_prompt` is used for rows that do not record theirs (bench rows).
     """
     if not path.is_dir():
-        raise ValueError(f"{path} is not a folder (give a `ponder learn collect` or "
-                         "`ponder bench` --out folder)")
+        raise ValueError(
+            f"{path} is not a folder (give a `ponder learn collect` or `ponder bench` --out folder)"
+        )
     collected, bench = path / COLLECTED_NAME, path / BENCH_RESULTS_NAME
     if collected.exists():
         kind, rows = "collect", read_rows(collected)
     elif bench.exists():
         kind, rows = "bench", [r for r in read_rows(bench) if "samples" in r]
     else:
-        raise ValueError(f"{path} has neither {COLLECTED_NAME} (ponder learn collect) nor "
-                         f"{BENCH_RESULTS_NAME} (ponder bench)")
+        raise ValueError(
+            f"{path} has neither {COLLECTED_NAME} (ponder learn collect) nor "
+            f"{BENCH_RESULTS_NAME} (ponder bench)"
+        )
     if not rows:
         what = collected if kind == "collect" else f"{bench} (no best-of-N rows with samples)"
         raise ValueError(f"nothing to export: no rows in {what}")
@@ -82,8 +85,9 @@ def load_folder(path: Path, system_prompt: str | None = None) -> Folder:
                 continue
             folder.problems.append(_solved(row, system_prompt))
         except (KeyError, TypeError, AttributeError, ValueError) as error:
-            raise ValueError(f"{path}: row {number} is not a collected row "
-                             f"(missing or malformed {error})") from None
+            raise ValueError(
+                f"{path}: row {number} is not a collected row (missing or malformed {error})"
+            ) from None
     if textless:
         folder.notes.append(
             f"{textless} rows keep no sample texts and were skipped"

@@ -32,16 +32,15 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from reward_clients.prm_formats import (
     BAD_LABEL,
     GOOD_LABEL,
     SHEPHERD_STEP_TAG,
-    math_shepherd_text,
-    positions_of,
 )
 
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
@@ -108,8 +107,8 @@ def load_step_data(path: Path) -> StepData:
                 with_tag += 1  # the served client refuses these too: the tags would misalign
                 continue
             examples.append(StepExample(prompt, tuple(steps), tuple(labels)))
-    notes = [f"left out {with_tag} records whose text contains the step tag "
-             f"{SHEPHERD_STEP_TAG!r}"] if with_tag else []
+    notes = [(f"left out {with_tag} records whose text contains the step tag "
+              f"{SHEPHERD_STEP_TAG!r}")] if with_tag else []
     if not examples:
         raise ValueError(f"data file {path} has no records to train on"
                          + (f" ({notes[0]})" if notes else ""))
@@ -255,27 +254,27 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"Serve it: `ponder serve --prm {card['output']} --prm-kind math-shepherd`",
         "",
         f"- Base model: `{card['base_model']}`",
-        f"- Data: `{data['file']}`: {data['records']} records, {data['steps']} steps "
-        f"({data['good_steps']} labelled `+`, {data['bad_steps']} `-`); "
-        f"train {card['train']['records']} records, validation "
-        f"{card['validation']['records']} records ({card['validation']['steps']} steps, "
-        "questions not in training)",
-        f"- Format: `question Step 1: ... {SHEPHERD_STEP_TAG}\\nStep 2: ... "
-        f"{SHEPHERD_STEP_TAG}`; at each tag, two-way cross-entropy on the logits of "
-        f"`{GOOD_LABEL}` (right step) and `{BAD_LABEL}` (wrong step)",
+        (f"- Data: `{data['file']}`: {data['records']} records, {data['steps']} steps "
+         f"({data['good_steps']} labelled `+`, {data['bad_steps']} `-`); "
+         f"train {card['train']['records']} records, validation "
+         f"{card['validation']['records']} records ({card['validation']['steps']} steps, "
+         "questions not in training)"),
+        (f"- Format: `question Step 1: ... {SHEPHERD_STEP_TAG}\\nStep 2: ... "
+         f"{SHEPHERD_STEP_TAG}`; at each tag, two-way cross-entropy on the logits of "
+         f"`{GOOD_LABEL}` (right step) and `{BAD_LABEL}` (wrong step)"),
         f"- Hyper-parameters: {json.dumps(card['hyperparameters'])}",
-        f"- Training: {card['training']['steps']} optimizer steps, train loss "
-        f"{_metric(card['training']['train_loss'])} (last logged "
-        f"{_metric(card['training']['last_logged_loss'])}), "
-        f"{card['training']['tokens_per_s']} tokens/s, {card.get('wall_s')} s in all",
+        (f"- Training: {card['training']['steps']} optimizer steps, train loss "
+         f"{_metric(card['training']['train_loss'])} (last logged "
+         f"{_metric(card['training']['last_logged_loss'])}), "
+         f"{card['training']['tokens_per_s']} tokens/s, {card.get('wall_s')} s in all"),
         "",
         "| validation (step level) | before | after |",
         "| --- | --- | --- |",
     ]
     for key in ("loss", "accuracy", "auroc"):
         lines.append(f"| {key} | {_metric(before.get(key))} | {_metric(after.get(key))} |")
-    lines += ["", "Accuracy: P(+) > 0.5 agrees with the label. AUROC: of P(+) for right "
-              "steps against wrong ones.", ""]
+    lines += ["", ("Accuracy: P(+) > 0.5 agrees with the label. AUROC: of P(+) for right "
+                   "steps against wrong ones."), ""]
     lines += [f"Note: {note}" for note in card.get("notes", [])]
     return "\n".join(lines) + "\n"
 

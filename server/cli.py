@@ -15,7 +15,6 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
-
     from server.rewards import validate_reward_settings
 
     try:
@@ -63,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # Listed for `ponder --help`; its arguments are parsed by learning.cli.
     commands.add_parser(
-        "learn", help="collect and export training data from searches", add_help=False
+        "learn", help="learn from searches: collect and export training data, train a PRM", add_help=False
     )
     return parser
 

@@ -1,8 +1,8 @@
 """`ponder learn train-prm`: a stepwise-supervision file into a Math-Shepherd-style PRM.
 
 Refused inputs are checked without torch (fast tests). Training runs a few steps on
-the tiny random-weight token PRM of `tests/tiny_models.py` (engine-marked through
-the `tiny_prms` fixture): on a toy set where a step saying "good" is right and one
+the tiny random-weight token PRM of `server/testing/tiny_models.py` (engine-marked
+through the `tiny_prms` fixture): on a toy set where a step saying "good" is right and one
 saying "bad" is wrong, the trained model must tell them apart on held-out questions,
 read exactly as the served client reads it; and the trained folder must load in real
 vLLM through Ponder's own `TokenLogitPRM` and score the same there.
