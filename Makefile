@@ -5,6 +5,8 @@
 #                seconds. Fails if torch or vllm got imported all the same.
 #   make test-bf16  the suite with the shared test server forced to bfloat16, as on a
 #                CPU with bf16 instructions (slower here where bf16 is emulated)
+#   make lint    ruff (lint + format check) over the tree and mypy over the packages;
+#                configured in pyproject.toml. `ruff format .` fixes the formatting.
 # Both are idempotent: a second run skips what is already done.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -19,7 +21,7 @@ EXTRAS ?= cpu,dev,bench,learn
 SERVE_FLAGS ?= --enforce-eager
 PYTEST_ARGS ?=
 
-.PHONY: install model serve test test-fast test-bf16 bench clean
+.PHONY: install model serve test test-fast test-bf16 lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +52,12 @@ test-fast: install
 
 test-bf16: model
 	PONDER_TEST_DTYPE=bfloat16 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The tools come with the dev extra; mypy reads the installed packages' types.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Ponder's overhead over calling vLLM directly (benchmarks/bench_overhead.py; the other
 # engine benchmarks are in benchmarks/). `ponder bench` is the HTTP accuracy sweep.

@@ -35,10 +35,11 @@ async def main(args: argparse.Namespace) -> None:
         results[binding] = await tokens_per_second(binding, args.runs, args.max_new_tokens)
         print(binding, {n: round(rate, 1) for n, rate in results[binding].items()}, flush=True)
     ours = os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto")
-    print(f"\ncores: {sorted(os.sched_getaffinity(0))}; Ponder's binding: {ours!r}; "
-          f"medians of {args.runs}\n")
-    print_comparison(("vLLM default", results["auto"]), ("Ponder", results["ponder"]),
-                     "speed-up")
+    print(
+        f"\ncores: {sorted(os.sched_getaffinity(0))}; Ponder's binding: {ours!r}; "
+        f"medians of {args.runs}\n"
+    )
+    print_comparison(("vLLM default", results["auto"]), ("Ponder", results["ponder"]), "speed-up")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import platform
 from pathlib import Path
 
 from decode_speed import decode_rates, embedded_engine, print_comparison
+
 from server.policy.vllm_engine import resolve_dtype
 
 DTYPES = ("float32", "bfloat16")
@@ -29,8 +30,14 @@ def cpu_description() -> str:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.processor() or "unknown CPU"
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                  if line.startswith("model name")), "unknown CPU")
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in info.splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown CPU",
+    )
     found = [flag for flag in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if flag in info]
     return f"{model} ({', '.join(found) or 'no AVX'})"
 
@@ -41,10 +48,13 @@ async def main(args: argparse.Namespace) -> None:
         options = embedded_engine(dtype=dtype)
         results[dtype] = await decode_rates(options, args.runs, args.max_new_tokens)
         print(dtype, {n: round(rate, 1) for n, rate in results[dtype].items()}, flush=True)
-    print(f"\nCPU: {cpu_description()}; `--dtype auto` picks {resolve_dtype('auto')}; "
-          f"{args.max_new_tokens} new tokens, medians of {args.runs}\n")
-    print_comparison(("float32", results["float32"]), ("bfloat16", results["bfloat16"]),
-                     "bf16 / float32")
+    print(
+        f"\nCPU: {cpu_description()}; `--dtype auto` picks {resolve_dtype('auto')}; "
+        f"{args.max_new_tokens} new tokens, medians of {args.runs}\n"
+    )
+    print_comparison(
+        ("float32", results["float32"]), ("bfloat16", results["bfloat16"]), "bf16 / float32"
+    )
 
 
 if __name__ == "__main__":

@@ -42,10 +42,23 @@ ENGINE = dict(enforce_eager=True, gpu_memory_utilization=0.2, max_model_len=2048
 
 def start_server(model: Path, port: int) -> subprocess.Popen:
     command = [
-        sys.executable, "-m", "server.cli", "serve", "--policy", str(model),
-        "--served-model-name", EMBEDDED_MODEL_NAME, "--port", str(port),
-        "--enforce-eager", "--gpu-memory-utilization", "0.2", "--max-model-len", "2048",
-        "--log-level", "warning",
+        sys.executable,
+        "-m",
+        "server.cli",
+        "serve",
+        "--policy",
+        str(model),
+        "--served-model-name",
+        EMBEDDED_MODEL_NAME,
+        "--port",
+        str(port),
+        "--enforce-eager",
+        "--gpu-memory-utilization",
+        "0.2",
+        "--max-model-len",
+        "2048",
+        "--log-level",
+        "warning",
     ]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
@@ -66,8 +79,9 @@ async def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--direct-first", action="store_true",
-                        help="start the in-process engine before the server")
+    parser.add_argument(
+        "--direct-first", action="store_true", help="start the in-process engine before the server"
+    )
     args = parser.parse_args()
 
     from vllm.inputs import TokensPrompt
@@ -84,16 +98,23 @@ async def main() -> None:
     try:
         tokenizer = engine.get_tokenizer()
         text = tokenizer.apply_chat_template(
-            [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
-             {"role": "user", "content": QUESTION}],
-            tokenize=False, add_generation_prompt=True,
+            [
+                {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+                {"role": "user", "content": QUESTION},
+            ],
+            tokenize=False,
+            add_generation_prompt=True,
         )
         prompt = tokenizer.encode(text, add_special_tokens=False)
         params = sampling_params(
             SamplingConfig(n=args.n, max_tokens=args.max_new_tokens, seed=args.seed)
         )
-        request = {"question": QUESTION, "n": args.n, "max_new_tokens": args.max_new_tokens,
-                "seed": args.seed}
+        request = {
+            "question": QUESTION,
+            "n": args.n,
+            "max_new_tokens": args.max_new_tokens,
+            "seed": args.seed,
+        }
 
         async def direct() -> tuple[float, int]:
             started = time.perf_counter()
@@ -124,12 +145,19 @@ async def main() -> None:
                     times[label].append(seconds)
                     tokens.add((label, generated))
                     print(f"run {run} {label:6s} {seconds:7.2f} s  {generated} tokens", flush=True)
-        http_median, direct_median = statistics.median(times["http"]), statistics.median(times["direct"])
-        print(f"\nmodel {EMBEDDED_MODEL_NAME}, n={args.n}, max_new_tokens={args.max_new_tokens}, "
-              f"runs={args.runs}, direct_first={args.direct_first}, "
-              f"tokens per run {sorted(tokens)}")
-        print(f"| path | median wall (s) |\n|---|---|\n| Ponder HTTP /v1/solve | "
-              f"{http_median:.2f} |\n| direct AsyncLLM | {direct_median:.2f} |")
+        http_median, direct_median = (
+            statistics.median(times["http"]),
+            statistics.median(times["direct"]),
+        )
+        print(
+            f"\nmodel {EMBEDDED_MODEL_NAME}, n={args.n}, max_new_tokens={args.max_new_tokens}, "
+            f"runs={args.runs}, direct_first={args.direct_first}, "
+            f"tokens per run {sorted(tokens)}"
+        )
+        print(
+            f"| path | median wall (s) |\n|---|---|\n| Ponder HTTP /v1/solve | "
+            f"{http_median:.2f} |\n| direct AsyncLLM | {direct_median:.2f} |"
+        )
         layer = statistics.median(w - s for w, s in zip(times["http"], inside[1:]))
         print(f"Ponder layer (HTTP wall - server search time), median: {layer * 1000:.1f} ms")
         print(f"ratio http/direct = {http_median / direct_median:.3f} (target <= 1.05)")

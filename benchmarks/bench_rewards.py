@@ -29,8 +29,10 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from reward_clients.arithmetic import ArithmeticVerifier
 from reward_clients.learned_prm import QwenPRM, TokenLogitPRM
@@ -55,8 +57,10 @@ def make_solutions(count: int, steps: int, seed: int = 0) -> list[list[str]]:
         for k in range(steps):
             a, b = rng.randint(2, 99), rng.randint(2, 99)
             claimed = a * b + rng.choice([0, 0, 1, -1])
-            solution.append(f"Step {k + 1}: there are {a} groups of {b}, so {a} * {b} = "
-                            f"{claimed} items in this part of the problem.")
+            solution.append(
+                f"Step {k + 1}: there are {a} groups of {b}, so {a} * {b} = "
+                f"{claimed} items in this part of the problem."
+            )
         solutions.append(solution)
     return solutions
 
@@ -67,8 +71,9 @@ async def timed(call: Callable[[], Awaitable[Any]]) -> float:
     return time.perf_counter() - started
 
 
-async def measure(reward: RewardModel, solutions: int, steps: int, runs: int
-                  ) -> tuple[float, float]:
+async def measure(
+    reward: RewardModel, solutions: int, steps: int, runs: int
+) -> tuple[float, float]:
     """Median seconds for (one batched call, one call per solution).
 
     Every timed run scores a fresh set of solutions, so neither mode reads prefixes
@@ -83,9 +88,9 @@ async def measure(reward: RewardModel, solutions: int, steps: int, runs: int
     batched, single = [], []
     for run in range(runs):  # alternate so machine noise hits both alike
         fresh = make_solutions(solutions, steps, seed=2 * run + 1)
-        batched.append(await timed(lambda: reward.score(QUESTION, fresh)))
+        batched.append(await timed(partial(reward.score, QUESTION, fresh)))
         fresh = make_solutions(solutions, steps, seed=2 * run + 2)
-        single.append(await timed(lambda: one_at_a_time(fresh)))
+        single.append(await timed(partial(one_at_a_time, fresh)))
     return statistics.median(batched), statistics.median(single)
 
 
@@ -95,9 +100,12 @@ async def prefill_scaling(policy: VLLMPolicy, prompts: int) -> tuple[float, floa
 
     If one call is not much faster per token, the machine is compute-bound and no
     batching can multiply reward throughput; only fewer prefill tokens can."""
+
     def distinct(offset: int) -> list[str]:
-        return [f"Problem {offset + i}: " + " ".join(make_solutions(1, 6, seed=offset + i)[0])
-                for i in range(prompts)]
+        return [
+            f"Problem {offset + i}: " + " ".join(make_solutions(1, 6, seed=offset + i)[0])
+            for i in range(prompts)
+        ]
 
     async def encode(texts: list[str]) -> list[list[int]]:
         return [await policy.encode_chat([ChatMessage("user", t)]) for t in texts]
@@ -115,13 +123,19 @@ async def prefill_scaling(policy: VLLMPolicy, prompts: int) -> tuple[float, floa
 
 
 def engine(model: Path | str, memory: float) -> EngineOptions:
-    return EngineOptions(model=str(model), served_model_name=EMBEDDED_MODEL_NAME,
-                         max_model_len=2048, gpu_memory_utilization=memory,
-                         enforce_eager=True, block_size=32)
+    return EngineOptions(
+        model=str(model),
+        served_model_name=EMBEDDED_MODEL_NAME,
+        max_model_len=2048,
+        gpu_memory_utilization=memory,
+        enforce_eager=True,
+        block_size=32,
+    )
 
 
-async def open_client(name: str, models: dict[str, Path], open_backends: dict[str, Any]
-                      ) -> RewardModel:
+async def open_client(
+    name: str, models: dict[str, Path], open_backends: dict[str, Any]
+) -> RewardModel:
     """The client; engines it starts are kept in `open_backends` (the two token-logit
     formats share one) and closed by the caller."""
     if name == "arithmetic":
@@ -141,8 +155,10 @@ async def main(args: argparse.Namespace) -> None:
     steps = args.solutions * args.steps
     root = Path(tempfile.mkdtemp(prefix="ponder-bench-prms-"))
     embedded = prepare_embedded_model()
-    models = {"qwen": build_tiny_qwen_prm(embedded, root / "qwen"),
-              "token": build_tiny_token_prm(embedded, root / "token")}
+    models = {
+        "qwen": build_tiny_qwen_prm(embedded, root / "qwen"),
+        "token": build_tiny_token_prm(embedded, root / "token"),
+    }
     rows = []
     open_backends: dict[str, Any] = {}
     try:
@@ -153,22 +169,30 @@ async def main(args: argparse.Namespace) -> None:
             print(f"{name}: batched {batched:.2f} s, one at a time {single:.2f} s", flush=True)
             if name == "self-judge":
                 prefill = await prefill_scaling(open_backends["policy"], args.solutions)
-                print(f"policy prefill: {prefill[0]:,.0f} tokens/s with {args.solutions} "
-                      f"prompts in one call, {prefill[1]:,.0f} tokens/s one per call",
-                      flush=True)
+                print(
+                    f"policy prefill: {prefill[0]:,.0f} tokens/s with {args.solutions} "
+                    f"prompts in one call, {prefill[1]:,.0f} tokens/s one per call",
+                    flush=True,
+                )
             for key in [k for k in open_backends if k != "token" or name == "rlhflow"]:
                 await open_backends.pop(key).close()  # one engine at a time
     finally:
         for backend in open_backends.values():
             await backend.close()
-    print(f"\n{args.solutions} solutions x {args.steps} steps = {steps} steps; "
-          f"median of {args.runs} runs\n")
-    print("| client | batched: 1 call | one solution per call: "
-          f"{args.solutions} calls | batched steps/s | one-at-a-time steps/s | speed-up |")
+    print(
+        f"\n{args.solutions} solutions x {args.steps} steps = {steps} steps; "
+        f"median of {args.runs} runs\n"
+    )
+    print(
+        "| client | batched: 1 call | one solution per call: "
+        f"{args.solutions} calls | batched steps/s | one-at-a-time steps/s | speed-up |"
+    )
     print("|---|---|---|---|---|---|")
     for name, batched, single in rows:
-        print(f"| {name} | {batched:.2f} s | {single:.2f} s | {steps / batched:,.0f} | "
-              f"{steps / single:,.0f} | {single / batched:.1f}x |")
+        print(
+            f"| {name} | {batched:.2f} s | {single:.2f} s | {steps / batched:,.0f} | "
+            f"{steps / single:,.0f} | {single / batched:.1f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from search_strategies.protocols import ChatMessage, SamplingConfig
 from server.model_prep import EMBEDDED_MODEL_NAME, prepare_embedded_model
@@ -21,14 +21,22 @@ SAMPLES = (1, 16)
 
 def embedded_engine(**overrides: object) -> EngineOptions:
     """The embedded model with the small-machine settings the benchmarks use."""
-    settings = dict(model=str(prepare_embedded_model()), served_model_name=EMBEDDED_MODEL_NAME,
-                    max_model_len=2048, gpu_memory_utilization=0.2, enforce_eager=True)
+    settings = dict(
+        model=str(prepare_embedded_model()),
+        served_model_name=EMBEDDED_MODEL_NAME,
+        max_model_len=2048,
+        gpu_memory_utilization=0.2,
+        enforce_eager=True,
+    )
     return EngineOptions(**{**settings, **overrides})
 
 
 async def decode_rates(
-    options: EngineOptions, runs: int, max_new_tokens: int,
-    samples: Sequence[int] = SAMPLES, top_p: float = 0.95,
+    options: EngineOptions,
+    runs: int,
+    max_new_tokens: int,
+    samples: Sequence[int] = SAMPLES,
+    top_p: float = 0.95,
 ) -> dict[int, float]:
     """Median generated tokens/s per n (temperature 1, as searches sample), over `runs`
     rounds that alternate the n values; the engine is started here and closed after."""
@@ -39,8 +47,9 @@ async def decode_rates(
         rates: dict[int, list[float]] = {n: [] for n in samples}
         for _ in range(runs):
             for n in samples:
-                config = SamplingConfig(n=n, max_tokens=max_new_tokens, temperature=1.0,
-                                        top_p=top_p)
+                config = SamplingConfig(
+                    n=n, max_tokens=max_new_tokens, temperature=1.0, top_p=top_p
+                )
                 started = time.perf_counter()
                 generation = (await policy.generate([prompt], config))[0]
                 tokens = sum(c.num_tokens for c in generation.completions)

@@ -24,6 +24,7 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import httpx
 
@@ -67,9 +68,9 @@ QUESTIONS = [
 ]
 
 
-def chat_body(model: str, turn: int, args: argparse.Namespace, stream: bool) -> dict:
+def chat_body(model: str, turn: int, args: argparse.Namespace, stream: bool) -> dict[str, Any]:
     question = QUESTIONS[turn % len(QUESTIONS)].format(a=3 + turn % 7, b=4 + turn % 5)
-    body: dict = {
+    body: dict[str, Any] = {
         "model": model,
         "messages": [{"role": "user", "content": question}],
         "max_tokens": args.max_tokens,
@@ -80,7 +81,7 @@ def chat_body(model: str, turn: int, args: argparse.Namespace, stream: bool) -> 
     return body
 
 
-async def one_request(client: httpx.AsyncClient, body: dict) -> Outcome:
+async def one_request(client: httpx.AsyncClient, body: dict[str, Any]) -> Outcome:
     started = time.monotonic()
     model, streamed = body["model"], bool(body.get("stream"))
     try:
@@ -93,8 +94,9 @@ async def one_request(client: httpx.AsyncClient, body: dict) -> Outcome:
         async with client.stream("POST", "/v1/chat/completions", json=body) as response:
             if response.status_code != 200:
                 await response.aread()
-                return Outcome(model, response.status_code, time.monotonic() - started,
-                               streamed=True)
+                return Outcome(
+                    model, response.status_code, time.monotonic() - started, streamed=True
+                )
             tokens, done = 0, False
             async for line in response.aiter_lines():
                 if line == "data: [DONE]":
@@ -103,16 +105,31 @@ async def one_request(client: httpx.AsyncClient, body: dict) -> Outcome:
                     usage = json.loads(line[6:]).get("usage")
                     tokens = usage["completion_tokens"] if usage else tokens
             status = 200 if done else None
-            return Outcome(model, status, time.monotonic() - started, tokens, True,
-                           None if done else "stream ended without [DONE]")
+            return Outcome(
+                model,
+                status,
+                time.monotonic() - started,
+                tokens,
+                True,
+                None if done else "stream ended without [DONE]",
+            )
     except httpx.HTTPError as error:
-        return Outcome(model, None, time.monotonic() - started, streamed=streamed,
-                       error=f"{type(error).__name__}: {error}")
+        return Outcome(
+            model,
+            None,
+            time.monotonic() - started,
+            streamed=streamed,
+            error=f"{type(error).__name__}: {error}",
+        )
 
 
 async def client_loop(
-    index: int, client: httpx.AsyncClient, models: list[str], stop_at: float,
-    args: argparse.Namespace, outcomes: list[Outcome],
+    index: int,
+    client: httpx.AsyncClient,
+    models: list[str],
+    stop_at: float,
+    args: argparse.Namespace,
+    outcomes: list[Outcome],
 ) -> None:
     turn = index
     while time.monotonic() < stop_at:
@@ -126,9 +143,13 @@ async def client_loop(
 
 async def baseline(client: httpx.AsyncClient, args: argparse.Namespace) -> float:
     """Generated tokens/s of ONE request whose samples form one engine batch."""
-    body = {"question": "Sam has 3 bags with 4 marbles in each bag. How many marbles?",
-            "strategy": "best_of_n", "n": args.baseline_n, "max_new_tokens": args.max_tokens,
-            "seed": 1}
+    body = {
+        "question": "Sam has 3 bags with 4 marbles in each bag. How many marbles?",
+        "strategy": "best_of_n",
+        "n": args.baseline_n,
+        "max_new_tokens": args.max_tokens,
+        "seed": 1,
+    }
     await client.post("/v1/solve", json={**body, "n": 1})  # warm-up
     started = time.monotonic()
     response = await client.post("/v1/solve", json=body)
@@ -139,16 +160,17 @@ async def baseline(client: httpx.AsyncClient, args: argparse.Namespace) -> float
 async def run(args: argparse.Namespace) -> Report:
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     limits = httpx.Limits(max_connections=args.clients + 4)
-    async with httpx.AsyncClient(base_url=args.url, headers=headers, timeout=args.timeout,
-                                 limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=args.url, headers=headers, timeout=args.timeout, limits=limits
+    ) as client:
         models = [m["id"] for m in (await client.get("/v1/models")).json()["data"]]
         base_tps = await baseline(client, args) if args.baseline else None
         outcomes: list[Outcome] = []
         started = time.monotonic()
         stop_at = started + args.duration
-        await asyncio.gather(*(
-            client_loop(i, client, models, stop_at, args, outcomes) for i in range(args.clients)
-        ))
+        await asyncio.gather(
+            *(client_loop(i, client, models, stop_at, args, outcomes) for i in range(args.clients))
+        )
         wall = time.monotonic() - started
     return summarize(outcomes, args, wall, base_tps)
 
@@ -177,7 +199,8 @@ def summarize(
         server_errors=sum(1 for o in outcomes if o.status is not None and o.status >= 500),
         p50_s=round(statistics.median(latencies), 3) if latencies else None,
         p99_s=round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 3)
-        if latencies else None,
+        if latencies
+        else None,
         completion_tokens=tokens,
         tokens_per_s=round(tps, 2),
         per_model=per_model,
@@ -193,11 +216,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of new requests")
     parser.add_argument("--max-tokens", type=int, default=32, help="max_tokens per sample")
-    parser.add_argument("--search-tokens", type=int, default=256,
-                        help="search budget (generated tokens) per request")
+    parser.add_argument(
+        "--search-tokens",
+        type=int,
+        default=256,
+        help="search budget (generated tokens) per request",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="per request, seconds")
-    parser.add_argument("--baseline", action="store_true",
-                        help="measure single-batch throughput first")
+    parser.add_argument(
+        "--baseline", action="store_true", help="measure single-batch throughput first"
+    )
     parser.add_argument("--baseline-n", type=int, default=32)
     parser.add_argument("--out", default=None, help="write the report as JSON here")
     args = parser.parse_args(argv)

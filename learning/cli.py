@@ -72,33 +72,57 @@ def collect_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--server", default="http://127.0.0.1:8000", help="Ponder base URL")
-    parser.add_argument("--dataset", action="append", required=True,
-                        help=f"one of {', '.join(BUILTIN)} or a JSONL path (repeatable)")
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        required=True,
+        help=f"one of {', '.join(BUILTIN)} or a JSONL path (repeatable)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder (resumable)")
     add_problem_arguments(parser)
     search = parser.add_argument_group("what to run")
-    search.add_argument("--strategy", default="best_of_n",
-                        help="search strategy (default best_of_n)")
+    search.add_argument(
+        "--strategy", default="best_of_n", help="search strategy (default best_of_n)"
+    )
     search.add_argument("--samples", type=int, default=8, help="samples per problem (the n sent)")
-    search.add_argument("--param", action="append", default=[],
-                        help="key=value /v1/solve field for every request, e.g. max_new_tokens=256")
-    search.add_argument("--reward", help="reward client; best-of-N then selects by weighted "
-                        "reward, so every sample's score is its reward")
-    search.add_argument("--system-prompt", default=DEFAULT_SYSTEM_PROMPT,
-                        help="sent with every request and kept in the rows "
-                        "(default: the server's default prompt)")
+    search.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        help="key=value /v1/solve field for every request, e.g. max_new_tokens=256",
+    )
+    search.add_argument(
+        "--reward",
+        help="reward client; best-of-N then selects by weighted "
+        "reward, so every sample's score is its reward",
+    )
+    search.add_argument(
+        "--system-prompt",
+        default=DEFAULT_SYSTEM_PROMPT,
+        help="sent with every request and kept in the rows (default: the server's default prompt)",
+    )
     evaluation = parser.add_argument_group(
-        "evaluation set (never trained on; default: the published sweeps' problems)")
-    evaluation.add_argument("--eval-dataset", action="append",
-                            help="evaluation dataset (default: the training --dataset)")
+        "evaluation set (never trained on; default: the published sweeps' problems)"
+    )
+    evaluation.add_argument(
+        "--eval-dataset",
+        action="append",
+        help="evaluation dataset (default: the training --dataset)",
+    )
     evaluation.add_argument("--eval-levels", help="evaluation levels (default: --levels)")
     evaluation.add_argument("--eval-seed", type=int, help="evaluation seed")
     evaluation.add_argument("--eval-limit", type=int, help="evaluation problems per dataset")
-    evaluation.add_argument("--eval-ids", type=Path,
-                            help="file of evaluation problem ids, one a line, or JSONL rows "
-                            "with problem_id (and question), e.g. a bench results.jsonl")
-    evaluation.add_argument("--drop-overlap", action="store_true",
-                            help="leave overlapping training problems out instead of refusing")
+    evaluation.add_argument(
+        "--eval-ids",
+        type=Path,
+        help="file of evaluation problem ids, one a line, or JSONL rows "
+        "with problem_id (and question), e.g. a bench results.jsonl",
+    )
+    evaluation.add_argument(
+        "--drop-overlap",
+        action="store_true",
+        help="leave overlapping training problems out instead of refusing",
+    )
     add_client_arguments(parser)
     return parser
 
@@ -111,8 +135,11 @@ def _eval_set(args: argparse.Namespace) -> EvalSet:
         return eval_set_from_file(args.eval_ids)
     if all(value is None for value in custom):
         return published_eval_set()
-    subset = Subset(limit=args.eval_limit, levels=parse_levels(args.eval_levels or args.levels),
-                    seed=args.eval_seed)
+    subset = Subset(
+        limit=args.eval_limit,
+        levels=parse_levels(args.eval_levels or args.levels),
+        seed=args.eval_seed,
+    )
     fields = JsonlFields(args.question_field, args.answer_field, args.id_field, args.level_field)
     return eval_set_from_spec(args.eval_dataset or args.dataset, subset, fields)
 
@@ -122,8 +149,9 @@ def run_collect(argv: list[str]) -> int:
     try:
         if args.samples < 1:
             raise ValueError("--samples must be at least 1")
-        cell = collect_cell(args.strategy, args.samples, parse_params(args.param), args.reward,
-                            args.system_prompt)
+        cell = collect_cell(
+            args.strategy, args.samples, parse_params(args.param), args.reward, args.system_prompt
+        )
         train = training_set(problems_from(args), _eval_set(args), args.drop_overlap)
     except (ValueError, OSError) as error:  # OverlapRefused included
         print(f"ponder learn collect: {error}", file=sys.stderr)
@@ -139,13 +167,19 @@ def run_collect(argv: list[str]) -> int:
         return 2
     except httpx.HTTPError as error:
         record_outcome(args.out, {"error": f"unreachable: {type(error).__name__}: {error}"})
-        print(f"ponder learn collect: cannot reach {args.server}: {type(error).__name__}: "
-              f"{error}", file=sys.stderr)
+        print(
+            f"ponder learn collect: cannot reach {args.server}: {type(error).__name__}: {error}",
+            file=sys.stderr,
+        )
         return 2
-    record_outcome(args.out, {"requests": outcome.requests, "skipped": outcome.skipped,
-                              "failed": len(outcome.failures)})
-    print(f"{outcome.requests} requests, {outcome.skipped} already done (resumed), "
-          f"{len(outcome.failures)} failed")
+    record_outcome(
+        args.out,
+        {"requests": outcome.requests, "skipped": outcome.skipped, "failed": len(outcome.failures)},
+    )
+    print(
+        f"{outcome.requests} requests, {outcome.skipped} already done (resumed), "
+        f"{len(outcome.failures)} failed"
+    )
     if rows:
         print(f"{args.out}/{COLLECTED_NAME}: {summary(rows)}")
     for failure in outcome.failures:
@@ -163,16 +197,23 @@ def export_parser() -> argparse.ArgumentParser:
         "TRL dataset file: prm (stepwise supervision), dpo (preference pairs: a right and "
         "a wrong sample of one problem), sft (conversations of right samples).",
     )
-    parser.add_argument("folder", type=Path, help="a `ponder learn collect` or `ponder bench` "
-                        "--out folder")
+    parser.add_argument(
+        "folder", type=Path, help="a `ponder learn collect` or `ponder bench` --out folder"
+    )
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--out", required=True, type=Path, help="the .jsonl file to write")
-    parser.add_argument("--labels", choices=LABEL_METHODS, default="outcome",
-                        help="step labels for --format prm (outcome: each step gets its "
-                        "sample's grade; mc: not built yet)")
-    parser.add_argument("--system-prompt",
-                        help="system prompt for rows that record none (bench folders; "
-                        "default: the server's default prompt)")
+    parser.add_argument(
+        "--labels",
+        choices=LABEL_METHODS,
+        default="outcome",
+        help="step labels for --format prm (outcome: each step gets its "
+        "sample's grade; mc: not built yet)",
+    )
+    parser.add_argument(
+        "--system-prompt",
+        help="system prompt for rows that record none (bench folders; "
+        "default: the server's default prompt)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     return parser
 
@@ -182,16 +223,19 @@ def run_export(argv: list[str]) -> int:
     try:
         label = labeler(args.labels)
         folder = load_folder(args.folder, args.system_prompt)
-        written = write_jsonl(args.out, records(args.format, folder.problems, label),
-                              args.overwrite)
+        written = write_jsonl(
+            args.out, records(args.format, folder.problems, label), args.overwrite
+        )
     except (ValueError, OSError) as error:
         print(f"ponder learn export: {error}", file=sys.stderr)
         return 2
     for note in folder.notes:
         print(f"note: {note}", file=sys.stderr)
     labels = f", {args.labels} step labels" if args.format == "prm" else ""
-    print(f"{written.records} {args.format} records from {len(folder.problems)} problems "
-          f"({folder.kind} folder{labels}) -> {written.path}")
+    print(
+        f"{written.records} {args.format} records from {len(folder.problems)} problems "
+        f"({folder.kind} folder{labels}) -> {written.path}"
+    )
     return 0
 
 
@@ -216,42 +260,78 @@ def train_prm_parser() -> argparse.ArgumentParser:
         prog="ponder learn train-prm",
         description="Train a process reward model (Math-Shepherd format: `+`/`-` logits at "
         "each `ки`) on a stepwise-supervision file, with transformers' Trainer.",
-        epilog=_TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("data", type=Path, help="JSONL of {prompt, completions, labels} "
-                        "(`ponder learn export --format prm`)")
+    parser.add_argument(
+        "data",
+        type=Path,
+        help="JSONL of {prompt, completions, labels} (`ponder learn export --format prm`)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="model folder to write")
-    parser.add_argument("--base", type=Path, default=None,
-                        help=f"base causal LM folder (default: the embedded model, "
-                        f"{default_base_model()})")
+    parser.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help=f"base causal LM folder (default: the embedded model, {default_base_model()})",
+    )
     parser.add_argument("--epochs", type=float, default=defaults.epochs)
     parser.add_argument("--max-steps", type=int, help="optimizer steps; overrides --epochs")
-    parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate "
-                        "(linear decay, 5%% warm-up)")
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=defaults.lr,
+        help="peak learning rate (linear decay, 5%% warm-up)",
+    )
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--grad-accum", type=int, default=defaults.grad_accum,
-                        help="batches per optimizer step")
-    parser.add_argument("--max-length", type=int, default=defaults.max_length,
-                        help="tokens per record; steps beyond are not trained on")
-    parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction,
-                        help="share of questions held out for validation (0: none)")
+    parser.add_argument(
+        "--grad-accum", type=int, default=defaults.grad_accum, help="batches per optimizer step"
+    )
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=defaults.max_length,
+        help="tokens per record; steps beyond are not trained on",
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=defaults.val_fraction,
+        help="share of questions held out for validation (0: none)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
-                        help="training precision; auto: bf16 autocast on CUDA or CPUs with "
-                        "bf16 instructions, else float32")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out "
-                        "(only once the new model is complete)")
+    parser.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="training precision; auto: bf16 autocast on CUDA or CPUs with "
+        "bf16 instructions, else float32",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out (only once the new model is complete)",
+    )
     return parser
 
 
 def run_train_prm(argv: list[str]) -> int:
     args = train_prm_parser().parse_args(argv)
     options = TrainOptions(
-        data=args.data, out=args.out, base=args.base or default_base_model(),
-        epochs=args.epochs, max_steps=args.max_steps, lr=args.lr, batch_size=args.batch_size,
-        grad_accum=args.grad_accum, max_length=args.max_length,
-        val_fraction=args.val_fraction, seed=args.seed, dtype=args.dtype,
-        overwrite=args.overwrite)
+        data=args.data,
+        out=args.out,
+        base=args.base or default_base_model(),
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        max_length=args.max_length,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        dtype=args.dtype,
+        overwrite=args.overwrite,
+    )
     try:
         card = train_prm(options)
     except (ValueError, OSError, ImportError) as error:
@@ -259,13 +339,20 @@ def run_train_prm(argv: list[str]) -> int:
         return 2
     for note in card["notes"]:
         print(f"note: {note}", file=sys.stderr)
-    before, after, training = (card["validation_before"], card["validation_after"],
-                               card["training"])
-    print(f"{training['steps']} steps, train loss {training['train_loss']:.4f}, "
-          f"{training['tokens_per_s']} tokens/s")
+    before, after, training = (
+        card["validation_before"],
+        card["validation_after"],
+        card["training"],
+    )
+    print(
+        f"{training['steps']} steps, train loss {training['train_loss']:.4f}, "
+        f"{training['tokens_per_s']} tokens/s"
+    )
     if after["steps"]:
-        print(f"validation ({after['steps']} steps): accuracy {before['accuracy']:.3f} -> "
-              f"{after['accuracy']:.3f}, AUROC {_fmt(before['auroc'])} -> {_fmt(after['auroc'])}")
+        print(
+            f"validation ({after['steps']} steps): accuracy {before['accuracy']:.3f} -> "
+            f"{after['accuracy']:.3f}, AUROC {_fmt(before['auroc'])} -> {_fmt(after['auroc'])}"
+        )
     print(f"-> {args.out} (serve: ponder serve --prm {args.out} --prm-kind math-shepherd)")
     return 0
 

@@ -49,6 +49,7 @@ Encoded = dict[str, list[int]]
 @dataclass(frozen=True)
 class PRMTokens:
     """The ids `TokenLogitPRM` will look up: encode(text)[-1] of the tag and labels."""
+
     tag: int
     good: int
     bad: int
@@ -60,8 +61,9 @@ def _tag_in_context(tokenizer: Any) -> int | None:
     ids = tokenizer.encode(SHEPHERD_STEP_TAG, add_special_tokens=False)
     if len(ids) != 1:
         return None
-    probe = tokenizer.encode(math_shepherd_text("1 + 1?", ["1 + 1 = 2.", "So 2."]),
-                             add_special_tokens=True)
+    probe = tokenizer.encode(
+        math_shepherd_text("1 + 1?", ["1 + 1 = 2.", "So 2."]), add_special_tokens=True
+    )
     return ids[0] if len(positions_of(probe, ids[0])) == 2 else None
 
 
@@ -76,38 +78,51 @@ def prepare_tokens(tokenizer: Any) -> PRMTokens:
         tokenizer.add_tokens([AddedToken(SHEPHERD_STEP_TAG, special=False, normalized=False)])
         tag, added = _tag_in_context(tokenizer), True
     if tag is None:
-        raise ValueError(f"the base tokenizer does not keep {SHEPHERD_STEP_TAG!r} as one token "
-                         "even when added")
+        raise ValueError(
+            f"the base tokenizer does not keep {SHEPHERD_STEP_TAG!r} as one token even when added"
+        )
     good = tokenizer.encode(GOOD_LABEL, add_special_tokens=False)[-1]
     bad = tokenizer.encode(BAD_LABEL, add_special_tokens=False)[-1]
     if len({tag, good, bad}) != 3:
-        raise ValueError(f"the base tokenizer maps the step tag and the labels {GOOD_LABEL!r}/"
-                         f"{BAD_LABEL!r} onto the same token ({tag}, {good}, {bad})")
+        raise ValueError(
+            f"the base tokenizer maps the step tag and the labels {GOOD_LABEL!r}/"
+            f"{BAD_LABEL!r} onto the same token ({tag}, {good}, {bad})"
+        )
     return PRMTokens(tag, good, bad, added)
 
 
-def encode_example(tokenizer: Any, tokens: PRMTokens, example: StepExample,
-                   max_length: int) -> Encoded | None:
+def encode_example(
+    tokenizer: Any, tokens: PRMTokens, example: StepExample, max_length: int
+) -> Encoded | None:
     """Token ids as the client encodes them, the tag positions and their targets.
 
     Steps whose tag falls beyond `max_length` are cut off; None if none is left.
     """
-    ids = tokenizer.encode(math_shepherd_text(example.prompt, example.steps),
-                           add_special_tokens=True)
+    ids = tokenizer.encode(
+        math_shepherd_text(example.prompt, example.steps), add_special_tokens=True
+    )
     positions = positions_of(ids, tokens.tag)
     if len(positions) != len(example.steps):
-        raise ValueError(f"{len(example.steps)} steps rendered to {len(positions)} step tags "
-                         f"(prompt {example.prompt[:60]!r}); the tokenizer merges the tag")
-    kept = [(p, GOOD if label else BAD) for p, label in zip(positions, example.labels)
-            if p < max_length]
+        raise ValueError(
+            f"{len(example.steps)} steps rendered to {len(positions)} step tags "
+            f"(prompt {example.prompt[:60]!r}); the tokenizer merges the tag"
+        )
+    kept = [
+        (p, GOOD if label else BAD) for p, label in zip(positions, example.labels) if p < max_length
+    ]
     if not kept:
         return None
-    return {"input_ids": ids[:max_length], "positions": [p for p, _ in kept],
-            "targets": [t for _, t in kept], "cut": [len(positions) - len(kept)]}
+    return {
+        "input_ids": ids[:max_length],
+        "positions": [p for p, _ in kept],
+        "targets": [t for _, t in kept],
+        "cut": [len(positions) - len(kept)],
+    }
 
 
-def encode_all(tokenizer: Any, tokens: PRMTokens, examples: Sequence[StepExample],
-               max_length: int) -> tuple[list[Encoded], int]:
+def encode_all(
+    tokenizer: Any, tokens: PRMTokens, examples: Sequence[StepExample], max_length: int
+) -> tuple[list[Encoded], int]:
     """(encoded examples, number of step labels cut off by `max_length`)."""
     encoded, cut = [], 0
     for example in examples:
@@ -142,8 +157,9 @@ class StepCollator:
         return batch
 
 
-def label_logits(model: Any, batch: dict[str, torch.Tensor],
-                 label_ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def label_logits(
+    model: Any, batch: dict[str, torch.Tensor], label_ids: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """([steps, 2] logits of (`+`, `-`) at every tag, [steps] targets).
 
     The LM head runs only at the batch's tag positions (`logits_to_keep`), not over
@@ -152,8 +168,12 @@ def label_logits(model: Any, batch: dict[str, torch.Tensor],
     positions = batch["tag_positions"]
     present = positions >= 0
     keep = torch.unique(positions[present])  # sorted
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                logits_to_keep=keep, use_cache=False)
+    out = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        logits_to_keep=keep,
+        use_cache=False,
+    )
     columns = torch.searchsorted(keep, positions.clamp(min=0))
     rows = torch.arange(positions.shape[0], device=positions.device)[:, None].expand_as(positions)
     picked = out.logits[rows[present], columns[present]]
@@ -171,8 +191,13 @@ class StepLabelTrainer(Trainer):
         self.label_ids = list(label_ids)
         self.tokens_trained = 0
 
-    def compute_loss(self, model: Any, inputs: dict[str, torch.Tensor],
-                     return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
         logits, targets = label_logits(model, inputs, self.label_ids)
         loss = F.cross_entropy(logits, targets)
         if model.training:
@@ -181,8 +206,13 @@ class StepLabelTrainer(Trainer):
 
 
 @torch.no_grad()
-def evaluate(model: Any, encoded: Sequence[Encoded], collator: StepCollator,
-             label_ids: Sequence[int], batch_size: int) -> dict[str, Any]:
+def evaluate(
+    model: Any,
+    encoded: Sequence[Encoded],
+    collator: StepCollator,
+    label_ids: Sequence[int],
+    batch_size: int,
+) -> dict[str, Any]:
     """Step-level loss, accuracy (P(+) > 0.5 agrees with the label) and AUROC of P(+)."""
     if not encoded:
         return {"steps": 0, "loss": None, "accuracy": None, "auroc": None}
@@ -192,18 +222,25 @@ def evaluate(model: Any, encoded: Sequence[Encoded], collator: StepCollator,
     goods: list[bool] = []
     loss_sum = 0.0
     for start in range(0, len(encoded), batch_size):
-        batch = {k: v.to(model.device) for k, v in
-                 collator(encoded[start:start + batch_size]).items()}
+        batch = {
+            k: v.to(model.device) for k, v in collator(encoded[start : start + batch_size]).items()
+        }
         logits, targets = label_logits(model, batch, label_ids)
         loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
         probabilities += logits.softmax(-1)[:, GOOD].tolist()
         goods += (targets == GOOD).tolist()
     model.train(was_training)
     right = sum((p > 0.5) == g for p, g in zip(probabilities, goods))
-    return {"steps": len(goods), "loss": loss_sum / len(goods), "accuracy": right / len(goods),
-            "auroc": auroc(probabilities, goods),
-            "mean_p_good": {"good_steps": _mean(p for p, g in zip(probabilities, goods) if g),
-                            "bad_steps": _mean(p for p, g in zip(probabilities, goods) if not g)}}
+    return {
+        "steps": len(goods),
+        "loss": loss_sum / len(goods),
+        "accuracy": right / len(goods),
+        "auroc": auroc(probabilities, goods),
+        "mean_p_good": {
+            "good_steps": _mean(p for p, g in zip(probabilities, goods) if g),
+            "bad_steps": _mean(p for p, g in zip(probabilities, goods) if not g),
+        },
+    }
 
 
 def _mean(values: Any) -> float | None:
@@ -239,14 +276,17 @@ def fit(options: TrainOptions, data: StepData, staging: Path) -> dict[str, Any]:
     torch.manual_seed(options.seed)
     tokenizer = AutoTokenizer.from_pretrained(options.base)
     tokens = prepare_tokens(tokenizer)
-    train_examples, val_examples = split_by_prompt(data.examples, options.val_fraction,
-                                                   options.seed)
+    train_examples, val_examples = split_by_prompt(
+        data.examples, options.val_fraction, options.seed
+    )
     train_set, cut = encode_all(tokenizer, tokens, train_examples, options.max_length)
     val_set, val_cut = encode_all(tokenizer, tokens, val_examples, options.max_length)
     notes = list(data.notes)
     if cut or val_cut:
-        notes.append(f"{cut + val_cut} step labels lay beyond --max-length "
-                     f"{options.max_length} tokens and were not used")
+        notes.append(
+            f"{cut + val_cut} step labels lay beyond --max-length "
+            f"{options.max_length} tokens and were not used"
+        )
     if not train_set:
         raise ValueError("no training record has a step within --max-length tokens")
     save_dtype = _dtype_of(AutoConfig.from_pretrained(options.base))
@@ -262,17 +302,31 @@ def fit(options: TrainOptions, data: StepData, staging: Path) -> dict[str, Any]:
     total = options.max_steps or max(1, math.ceil(options.epochs * per_epoch))
     bf16 = _bf16_training(options.dtype)
     args = TrainingArguments(
-        output_dir=str(staging / "trainer"), per_device_train_batch_size=options.batch_size,
-        gradient_accumulation_steps=options.grad_accum, learning_rate=options.lr,
-        num_train_epochs=options.epochs, max_steps=options.max_steps or -1,
-        warmup_steps=math.ceil(0.05 * total), lr_scheduler_type="linear",
-        logging_steps=max(1, total // 20), save_strategy="no", report_to="none",
-        seed=options.seed, bf16=bf16, remove_unused_columns=False,
-        dataloader_pin_memory=False, disable_tqdm=False,
+        output_dir=str(staging / "trainer"),
+        per_device_train_batch_size=options.batch_size,
+        gradient_accumulation_steps=options.grad_accum,
+        learning_rate=options.lr,
+        num_train_epochs=options.epochs,
+        max_steps=options.max_steps or -1,
+        warmup_steps=math.ceil(0.05 * total),
+        lr_scheduler_type="linear",
+        logging_steps=max(1, total // 20),
+        save_strategy="no",
+        report_to="none",
+        seed=options.seed,
+        bf16=bf16,
+        remove_unused_columns=False,
+        dataloader_pin_memory=False,
+        disable_tqdm=False,
     )
-    trainer = StepLabelTrainer(model=model, args=args, train_dataset=train_set,
-                               data_collator=collator, callbacks=list(options.callbacks),
-                               label_ids=label_ids)
+    trainer = StepLabelTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        data_collator=collator,
+        callbacks=list(options.callbacks),
+        label_ids=label_ids,
+    )
     result = trainer.train()
     after = evaluate(model, val_set, collator, label_ids, options.batch_size)
 
@@ -287,22 +341,40 @@ def fit(options: TrainOptions, data: StepData, staging: Path) -> dict[str, Any]:
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     seconds = float(result.metrics.get("train_runtime", 0.0))
     return {
-        "card_format": 1, "kind": "math-shepherd", "output": str(options.out),
+        "card_format": 1,
+        "kind": "math-shepherd",
+        "output": str(options.out),
         "base_model": str(options.base),
         "data": {"file": str(options.data), **label_balance(data.examples)},
-        "train": label_balance(train_examples), "validation": label_balance(val_examples),
-        "tokens": {"step_tag": SHEPHERD_STEP_TAG, "step_tag_id": tokens.tag,
-                   "step_tag_added": tokens.tag_added, "good_label": GOOD_LABEL,
-                   "good_id": tokens.good, "bad_label": BAD_LABEL, "bad_id": tokens.bad},
-        "hyperparameters": {**options_summary(options), "bf16_autocast": bf16,
-                            "warmup_steps": args.warmup_steps, "scheduler": "linear",
-                            "saved_dtype": str(save_dtype).removeprefix("torch.")},
-        "training": {"steps": trainer.state.global_step, "epochs": trainer.state.epoch,
-                     "train_loss": result.training_loss,
-                     "first_logged_loss": losses[0] if losses else None,
-                     "last_logged_loss": losses[-1] if losses else None,
-                     "tokens": trainer.tokens_trained, "seconds": round(seconds, 1),
-                     "tokens_per_s": round(trainer.tokens_trained / seconds, 1)
-                     if seconds else None},
-        "validation_before": before, "validation_after": after, "notes": notes,
+        "train": label_balance(train_examples),
+        "validation": label_balance(val_examples),
+        "tokens": {
+            "step_tag": SHEPHERD_STEP_TAG,
+            "step_tag_id": tokens.tag,
+            "step_tag_added": tokens.tag_added,
+            "good_label": GOOD_LABEL,
+            "good_id": tokens.good,
+            "bad_label": BAD_LABEL,
+            "bad_id": tokens.bad,
+        },
+        "hyperparameters": {
+            **options_summary(options),
+            "bf16_autocast": bf16,
+            "warmup_steps": args.warmup_steps,
+            "scheduler": "linear",
+            "saved_dtype": str(save_dtype).removeprefix("torch."),
+        },
+        "training": {
+            "steps": trainer.state.global_step,
+            "epochs": trainer.state.epoch,
+            "train_loss": result.training_loss,
+            "first_logged_loss": losses[0] if losses else None,
+            "last_logged_loss": losses[-1] if losses else None,
+            "tokens": trainer.tokens_trained,
+            "seconds": round(seconds, 1),
+            "tokens_per_s": round(trainer.tokens_trained / seconds, 1) if seconds else None,
+        },
+        "validation_before": before,
+        "validation_after": after,
+        "notes": notes,
     }

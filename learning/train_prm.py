@@ -71,16 +71,21 @@ class StepData:
 
 
 def _refuse(path: Path, line: int, why: str) -> ValueError:
-    return ValueError(f"{path}:{line}: {why} (expected a stepwise-supervision record "
-                      '{"prompt": str, "completions": [str, ...], "labels": [bool, ...]}, '
-                      "as `ponder learn export --format prm` writes)")
+    return ValueError(
+        f"{path}:{line}: {why} (expected a stepwise-supervision record "
+        '{"prompt": str, "completions": [str, ...], "labels": [bool, ...]}, '
+        "as `ponder learn export --format prm` writes)"
+    )
 
 
 def load_step_data(path: Path) -> StepData:
     """Read and check a stepwise-supervision JSONL file (TRL's standard format)."""
     if not path.is_file():
-        raise FileNotFoundError(f"data file {path} not found" if not path.exists()
-                                else f"data file {path} is not a file")
+        raise FileNotFoundError(
+            f"data file {path} not found"
+            if not path.exists()
+            else f"data file {path} is not a file"
+        )
     examples: list[StepExample] = []
     with_tag = 0
     with path.open(encoding="utf-8") as handle:
@@ -96,8 +101,11 @@ def load_step_data(path: Path) -> StepData:
             prompt, steps, labels = row.get("prompt"), row.get("completions"), row.get("labels")
             if not isinstance(prompt, str) or not prompt.strip():
                 raise _refuse(path, number, "'prompt' must be a non-empty string")
-            if not isinstance(steps, list) or not steps or not all(
-                    isinstance(s, str) for s in steps):
+            if (
+                not isinstance(steps, list)
+                or not steps
+                or not all(isinstance(s, str) for s in steps)
+            ):
                 raise _refuse(path, number, "'completions' must be a non-empty list of strings")
             if not isinstance(labels, list) or not all(isinstance(x, bool) for x in labels):
                 raise _refuse(path, number, "'labels' must be a list of true/false")
@@ -107,16 +115,21 @@ def load_step_data(path: Path) -> StepData:
                 with_tag += 1  # the served client refuses these too: the tags would misalign
                 continue
             examples.append(StepExample(prompt, tuple(steps), tuple(labels)))
-    notes = [(f"left out {with_tag} records whose text contains the step tag "
-              f"{SHEPHERD_STEP_TAG!r}")] if with_tag else []
+    notes = (
+        [(f"left out {with_tag} records whose text contains the step tag {SHEPHERD_STEP_TAG!r}")]
+        if with_tag
+        else []
+    )
     if not examples:
-        raise ValueError(f"data file {path} has no records to train on"
-                         + (f" ({notes[0]})" if notes else ""))
+        raise ValueError(
+            f"data file {path} has no records to train on" + (f" ({notes[0]})" if notes else "")
+        )
     return StepData(examples, notes)
 
 
-def split_by_prompt(examples: Sequence[StepExample], fraction: float,
-                    seed: int) -> tuple[list[StepExample], list[StepExample]]:
+def split_by_prompt(
+    examples: Sequence[StepExample], fraction: float, seed: int
+) -> tuple[list[StepExample], list[StepExample]]:
     """(train, validation): whole prompts held out, so validation questions are unseen.
 
     At least one prompt is held out when `fraction` > 0 and there are two or more;
@@ -125,9 +138,11 @@ def split_by_prompt(examples: Sequence[StepExample], fraction: float,
     prompts = sorted({e.prompt for e in examples})
     random.Random(seed).shuffle(prompts)
     count = min(len(prompts) - 1, math.ceil(fraction * len(prompts))) if fraction > 0 else 0
-    held = set(prompts[:max(0, count)])
-    return ([e for e in examples if e.prompt not in held],
-            [e for e in examples if e.prompt in held])
+    held = set(prompts[: max(0, count)])
+    return (
+        [e for e in examples if e.prompt not in held],
+        [e for e in examples if e.prompt in held],
+    )
 
 
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
@@ -150,8 +165,12 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
 
 def label_balance(examples: Sequence[StepExample]) -> dict[str, int]:
     steps = [x for e in examples for x in e.labels]
-    return {"records": len(examples), "steps": len(steps), "good_steps": sum(steps),
-            "bad_steps": len(steps) - sum(steps)}
+    return {
+        "records": len(examples),
+        "steps": len(steps),
+        "good_steps": sum(steps),
+        "bad_steps": len(steps) - sum(steps),
+    }
 
 
 @dataclass
@@ -181,16 +200,20 @@ def check_paths(options: TrainOptions) -> None:
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} is a file; --out names a model folder")
     if not (base / "config.json").is_file():
-        hint = (" (the embedded model: run `ponder prepare-model` first)"
-                if base == default_base_model() else "")
+        hint = (
+            " (the embedded model: run `ponder prepare-model` first)"
+            if base == default_base_model()
+            else ""
+        )
         raise FileNotFoundError(f"base model {base} not found: no config.json there{hint}")
     if base == default_base_model() and not (base / PREPARED_MARKER).is_file():
-        raise FileNotFoundError(f"base model {base} is half prepared; rerun "
-                                "`ponder prepare-model`")
+        raise FileNotFoundError(f"base model {base} is half prepared; rerun `ponder prepare-model`")
     if out.resolve() == base.resolve():
         raise ValueError("--out must not be the --base folder")
-    for name, value, low in (("--batch-size", options.batch_size, 1),
-                             ("--max-length", options.max_length, 16)):
+    for name, value, low in (
+        ("--batch-size", options.batch_size, 1),
+        ("--max-length", options.max_length, 16),
+    ):
         if value < low:
             raise ValueError(f"{name} must be at least {low}")
     if options.max_steps is not None and options.max_steps < 1:
@@ -208,8 +231,10 @@ def train_prm(options: TrainOptions) -> dict[str, Any]:
     try:
         from learning import prm_trainer  # torch and transformers from here on
     except ImportError as error:
-        raise ImportError(f"train-prm needs torch, transformers and accelerate ({error}); "
-                          "install the cpu or gpu extra (`make install`)") from error
+        raise ImportError(
+            f"train-prm needs torch, transformers and accelerate ({error}); "
+            "install the cpu or gpu extra (`make install`)"
+        ) from error
 
     started = time.monotonic()
     staging = options.out.parent / f".{options.out.name}.partial-{os.getpid()}"
@@ -254,32 +279,53 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"Serve it: `ponder serve --prm {card['output']} --prm-kind math-shepherd`",
         "",
         f"- Base model: `{card['base_model']}`",
-        (f"- Data: `{data['file']}`: {data['records']} records, {data['steps']} steps "
-         f"({data['good_steps']} labelled `+`, {data['bad_steps']} `-`); "
-         f"train {card['train']['records']} records, validation "
-         f"{card['validation']['records']} records ({card['validation']['steps']} steps, "
-         "questions not in training)"),
-        (f"- Format: `question Step 1: ... {SHEPHERD_STEP_TAG}\\nStep 2: ... "
-         f"{SHEPHERD_STEP_TAG}`; at each tag, two-way cross-entropy on the logits of "
-         f"`{GOOD_LABEL}` (right step) and `{BAD_LABEL}` (wrong step)"),
+        (
+            f"- Data: `{data['file']}`: {data['records']} records, {data['steps']} steps "
+            f"({data['good_steps']} labelled `+`, {data['bad_steps']} `-`); "
+            f"train {card['train']['records']} records, validation "
+            f"{card['validation']['records']} records ({card['validation']['steps']} steps, "
+            "questions not in training)"
+        ),
+        (
+            f"- Format: `question Step 1: ... {SHEPHERD_STEP_TAG}\\nStep 2: ... "
+            f"{SHEPHERD_STEP_TAG}`; at each tag, two-way cross-entropy on the logits of "
+            f"`{GOOD_LABEL}` (right step) and `{BAD_LABEL}` (wrong step)"
+        ),
         f"- Hyper-parameters: {json.dumps(card['hyperparameters'])}",
-        (f"- Training: {card['training']['steps']} optimizer steps, train loss "
-         f"{_metric(card['training']['train_loss'])} (last logged "
-         f"{_metric(card['training']['last_logged_loss'])}), "
-         f"{card['training']['tokens_per_s']} tokens/s, {card.get('wall_s')} s in all"),
+        (
+            f"- Training: {card['training']['steps']} optimizer steps, train loss "
+            f"{_metric(card['training']['train_loss'])} (last logged "
+            f"{_metric(card['training']['last_logged_loss'])}), "
+            f"{card['training']['tokens_per_s']} tokens/s, {card.get('wall_s')} s in all"
+        ),
         "",
         "| validation (step level) | before | after |",
         "| --- | --- | --- |",
     ]
     for key in ("loss", "accuracy", "auroc"):
         lines.append(f"| {key} | {_metric(before.get(key))} | {_metric(after.get(key))} |")
-    lines += ["", ("Accuracy: P(+) > 0.5 agrees with the label. AUROC: of P(+) for right "
-                   "steps against wrong ones."), ""]
+    lines += [
+        "",
+        (
+            "Accuracy: P(+) > 0.5 agrees with the label. AUROC: of P(+) for right "
+            "steps against wrong ones."
+        ),
+        "",
+    ]
     lines += [f"Note: {note}" for note in card.get("notes", [])]
     return "\n".join(lines) + "\n"
 
 
 def options_summary(options: TrainOptions) -> dict[str, Any]:
-    keep = ("epochs", "max_steps", "lr", "batch_size", "grad_accum", "max_length",
-            "val_fraction", "seed", "dtype")
+    keep = (
+        "epochs",
+        "max_steps",
+        "lr",
+        "batch_size",
+        "grad_accum",
+        "max_length",
+        "val_fraction",
+        "seed",
+        "dtype",
+    )
     return {k: getattr(options, k) for k in keep}

@@ -23,10 +23,10 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import groupby
-from typing import Callable, Iterator, Sequence
 
 from search_strategies.reward import Aggregation
 
@@ -252,7 +252,7 @@ class _Parser:
         self._afford(abs(exponent.numerator) * max(_sizes(base)))
         if base == 0 and exponent < 0:
             return None
-        return base ** exponent.numerator
+        return base**exponent.numerator
 
     def atom(self) -> Fraction | None:
         token = self._peek()
@@ -360,9 +360,14 @@ def _right_context_ok(tokens: Sequence[Token], end: int) -> bool:
         return False  # "= 75%", "≈", "<"
     following = tokens[end + 1] if end + 1 < len(tokens) else None
     # "= 2,5", "= 0.\overline{3}": the mark continues the number, it does not end it.
-    return not (ctx.text in ",." and following is not None and following.kind != NL
-                and following.text not in _RIGHT_SAFE and _glued(last, ctx)
-                and _glued(ctx, following))
+    return not (
+        ctx.text in ",."
+        and following is not None
+        and following.kind != NL
+        and following.text not in _RIGHT_SAFE
+        and _glued(last, ctx)
+        and _glued(ctx, following)
+    )
 
 
 def _bare_decimals(segment: Sequence[Token]) -> int:
@@ -528,9 +533,7 @@ class ArithmeticVerifier:
         """`score_step` of every step of every solution, in the same shape."""
         return [[self.score_step(step) for step in steps] for steps in solutions]
 
-    async def score(
-        self, question: str, solutions: Sequence[Sequence[str]]
-    ) -> list[list[float]]:
+    async def score(self, question: str, solutions: Sequence[Sequence[str]]) -> list[list[float]]:
         """Runs `score_all` in a worker thread, so the event loop serves other requests.
 
         The thread alone would not be enough: a big-integer operation holds the GIL

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from search_strategies.reward import (
     Aggregation,
@@ -59,9 +59,7 @@ class WeightedEnsemble:
     def name(self) -> str:
         return self._name
 
-    async def score(
-        self, question: str, solutions: Sequence[Sequence[str]]
-    ) -> list[list[float]]:
+    async def score(self, question: str, solutions: Sequence[Sequence[str]]) -> list[list[float]]:
         answers = await asyncio.gather(
             *(member.score(question, solutions) for member, _ in self.members)
         )
@@ -71,8 +69,7 @@ class WeightedEnsemble:
         ]
         if self._mixed:
             checked = [
-                [prefix_scores(row, how) for row in rows]
-                for rows, how in zip(checked, self._own)
+                [prefix_scores(row, how) for row in rows] for rows, how in zip(checked, self._own)
             ]
         return [
             [
@@ -99,9 +96,7 @@ class Renamed:
     def default_aggregation(self) -> Aggregation:
         return aggregation_for(self.inner)
 
-    async def score(
-        self, question: str, solutions: Sequence[Sequence[str]]
-    ) -> list[list[float]]:
+    async def score(self, question: str, solutions: Sequence[Sequence[str]]) -> list[list[float]]:
         return await self.inner.score(question, solutions)
 
 
@@ -126,9 +121,7 @@ class ContinueWithoutReward:
     def default_aggregation(self) -> Aggregation:
         return aggregation_for(self.inner)
 
-    async def score(
-        self, question: str, solutions: Sequence[Sequence[str]]
-    ) -> list[list[float]]:
+    async def score(self, question: str, solutions: Sequence[Sequence[str]]) -> list[list[float]]:
         if self.failure is None:
             try:
                 return await self.inner.score(question, solutions)

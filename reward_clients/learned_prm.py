@@ -11,7 +11,8 @@ message, never a silent shift of scores onto the wrong steps.
 from __future__ import annotations
 
 import asyncio
-from typing import Literal, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Literal, Protocol
 
 from reward_clients.prm_formats import (
     BAD_LABEL,
@@ -99,9 +100,7 @@ class QwenPRM:
             self._tag_id = ids[0]
         return self._tag_id
 
-    async def score(
-        self, question: str, solutions: Sequence[Sequence[str]]
-    ) -> list[list[float]]:
+    async def score(self, question: str, solutions: Sequence[Sequence[str]]) -> list[list[float]]:
         tag_id = await self._step_tag_id()
         todo = [i for i, steps in enumerate(solutions) if steps]
         prompts = await asyncio.gather(
@@ -204,9 +203,7 @@ class TokenLogitPRM:
         # The logits at the tag itself predict the label (causal: later text is unseen).
         return [ids[: position + 1] for position in tags]
 
-    async def score(
-        self, question: str, solutions: Sequence[Sequence[str]]
-    ) -> list[list[float]]:
+    async def score(self, question: str, solutions: Sequence[Sequence[str]]) -> list[list[float]]:
         good, bad, tag = await self._token_ids()
         per_solution = await asyncio.gather(
             *(self._step_prompts(i, question, steps, tag) for i, steps in enumerate(solutions))

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from search_strategies.protocols import ChatMessage
 

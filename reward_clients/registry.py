@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Literal, Mapping, Protocol, Sequence
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
 from reward_clients.arithmetic import ArithmeticVerifier
@@ -63,7 +64,7 @@ class ModelSource:
     url: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "ModelSource":
+    def parse(cls, text: str) -> ModelSource:
         """`http(s)://HOST[:PORT][/v1]` is a remote server; anything else a model."""
         if "://" in text:
             return cls(url=text)
@@ -147,11 +148,12 @@ async def _qwen(ctx: RewardContext, spec: RewardDef) -> RewardModel:
     return QwenPRM(ctx.prm_backend(spec.name, spec.source, pooling=True), spec.name)
 
 
-def _token_logit(fmt: Literal["math-shepherd", "rlhflow"]):
+def _token_logit(
+    fmt: Literal["math-shepherd", "rlhflow"],
+) -> Callable[[RewardContext, RewardDef], Awaitable[RewardModel]]:
     async def build(ctx: RewardContext, spec: RewardDef) -> RewardModel:
         assert spec.source is not None
-        return TokenLogitPRM(ctx.prm_backend(spec.name, spec.source, pooling=False), fmt,
-                             spec.name)
+        return TokenLogitPRM(ctx.prm_backend(spec.name, spec.source, pooling=False), fmt, spec.name)
 
     return build
 
@@ -160,16 +162,32 @@ def _token_logit(fmt: Literal["math-shepherd", "rlhflow"]):
 KINDS: dict[str, RewardKind] = {
     kind.name: kind
     for kind in (
-        RewardKind("arithmetic", "checks every arithmetic claim of a step exactly (no model)",
-                   "none", _arithmetic),
-        RewardKind("self-judge", "a chat model answers 'is the new step correct?' yes/no "
-                   "(without MODEL|URL: the policy itself)", "optional", _self_judge),
-        RewardKind("qwen", "Qwen2.5-Math-PRM, the classifier at each <extra_0>",
-                   "required", _qwen),
-        RewardKind("math-shepherd", "Math-Shepherd PRM, P(+) at each step tag",
-                   "required", _token_logit("math-shepherd")),
-        RewardKind("rlhflow", "RLHFlow Llama3.1-8B-PRM, P(+) after each step's turn",
-                   "required", _token_logit("rlhflow")),
+        RewardKind(
+            "arithmetic",
+            "checks every arithmetic claim of a step exactly (no model)",
+            "none",
+            _arithmetic,
+        ),
+        RewardKind(
+            "self-judge",
+            "a chat model answers 'is the new step correct?' yes/no "
+            "(without MODEL|URL: the policy itself)",
+            "optional",
+            _self_judge,
+        ),
+        RewardKind("qwen", "Qwen2.5-Math-PRM, the classifier at each <extra_0>", "required", _qwen),
+        RewardKind(
+            "math-shepherd",
+            "Math-Shepherd PRM, P(+) at each step tag",
+            "required",
+            _token_logit("math-shepherd"),
+        ),
+        RewardKind(
+            "rlhflow",
+            "RLHFlow Llama3.1-8B-PRM, P(+) after each step's turn",
+            "required",
+            _token_logit("rlhflow"),
+        ),
     )
 }
 #: Kinds a list may name without a definition (they need no model).
@@ -222,9 +240,10 @@ def parse_reward_spec(spec: str, extra: Sequence[str] = ()) -> RewardSpec:
         if "=" in clause:
             definition = _parse_definition(clause)
             if definition.name in definitions or definition.name in extra:
-                raise ValueError(f"reward {definition.name!r} is defined twice"
-                                 + (" (also by --prm/--prm-url/--prm-kind)"
-                                    if definition.name in extra else ""))
+                raise ValueError(
+                    f"reward {definition.name!r} is defined twice"
+                    + (" (also by --prm/--prm-url/--prm-kind)" if definition.name in extra else "")
+                )
             definitions[definition.name] = definition
             continue
         for item in (part.strip() for part in clause.split(",")):
@@ -237,8 +256,10 @@ def parse_reward_spec(spec: str, extra: Sequence[str] = ()) -> RewardSpec:
             if weight is not None:
                 weights[name] = weight
     if weights and len(weights) != len(names):
-        raise ValueError("give every listed reward a weight (an ensemble) or none (choices), "
-                         f"not a mix: {spec!r}")
+        raise ValueError(
+            "give every listed reward a weight (an ensemble) or none (choices), "
+            f"not a mix: {spec!r}"
+        )
     known = set(WEIGHT_FREE) | set(definitions) | set(extra)
     for name in names:
         if name in known:
@@ -248,8 +269,10 @@ def parse_reward_spec(spec: str, extra: Sequence[str] = ()) -> RewardSpec:
                 f"reward kind {name!r} needs a model: define a named reward, "
                 f"--reward {KINDS[name].usage} (then list NAME)"
             )
-        raise ValueError(f"unknown reward {name!r}; available: {', '.join(sorted(known))} "
-                         f"(or define one: NAME=KIND[:MODEL|URL], kinds: {', '.join(KINDS)})")
+        raise ValueError(
+            f"unknown reward {name!r}; available: {', '.join(sorted(known))} "
+            f"(or define one: NAME=KIND[:MODEL|URL], kinds: {', '.join(KINDS)})"
+        )
     return RewardSpec(tuple(names), weights, tuple(definitions.values()))
 
 
@@ -257,8 +280,9 @@ def _parse_item(item: str, spec: str) -> tuple[str, float | None]:
     """`NAME` or `NAME:WEIGHT` of a list clause."""
     name, sep, raw_weight = (part.strip() for part in item.partition(":"))
     if name == NO_REWARD:
-        raise ValueError(f"reward {NO_REWARD!r} means no reward and cannot be listed with "
-                         f"others: {spec!r}")
+        raise ValueError(
+            f"reward {NO_REWARD!r} means no reward and cannot be listed with others: {spec!r}"
+        )
     if not sep:
         return name, None
     try:
@@ -268,10 +292,13 @@ def _parse_item(item: str, spec: str) -> tuple[str, float | None]:
     if not (math.isfinite(weight) and weight > 0):
         hint = ""
         if name in KINDS and KINDS[name].model != "none":
-            hint = (f"; to give kind {name!r} a model, define a named reward: "
-                    f"--reward NAME={name}:{raw_weight}")
-        raise ValueError(f"weight of reward {name!r} must be a positive number, "
-                         f"got {raw_weight!r}{hint}")
+            hint = (
+                f"; to give kind {name!r} a model, define a named reward: "
+                f"--reward NAME={name}:{raw_weight}"
+            )
+        raise ValueError(
+            f"weight of reward {name!r} must be a positive number, got {raw_weight!r}{hint}"
+        )
     return name, weight
 
 
@@ -287,23 +314,31 @@ def _parse_definition(clause: str) -> RewardDef:
         )
     name = head.strip()
     if not _NAME.match(name):
-        raise ValueError(f"--reward {clause!r}: a reward name is letters, digits, '-', '_' "
-                         f"and '.', got {name!r}")
+        raise ValueError(
+            f"--reward {clause!r}: a reward name is letters, digits, '-', '_' and '.', got {name!r}"
+        )
     if name in _RESERVED or name in WEIGHT_FREE:
-        raise ValueError(f"--reward {clause!r}: {name!r} is reserved (a kind a list names "
-                         f"directly, {ENSEMBLE!r} or {NO_REWARD!r}); choose another name")
+        raise ValueError(
+            f"--reward {clause!r}: {name!r} is reserved (a kind a list names "
+            f"directly, {ENSEMBLE!r} or {NO_REWARD!r}); choose another name"
+        )
     kind_name, _, raw_source = rest.partition(":")
     kind_name, source_text = kind_name.strip(), raw_source.strip()
     kind = KINDS.get(kind_name)
     if kind is None:
-        raise ValueError(f"--reward {clause!r}: unknown kind {kind_name!r}; write "
-                         f"NAME=KIND[:MODEL|URL] with a kind of: {', '.join(KINDS)}")
+        raise ValueError(
+            f"--reward {clause!r}: unknown kind {kind_name!r}; write "
+            f"NAME=KIND[:MODEL|URL] with a kind of: {', '.join(KINDS)}"
+        )
     if kind.model == "none" and source_text:
-        raise ValueError(f"--reward {clause!r}: kind {kind.name!r} takes no model; "
-                         f"write {name}={kind.name}")
+        raise ValueError(
+            f"--reward {clause!r}: kind {kind.name!r} takes no model; write {name}={kind.name}"
+        )
     if kind.model == "required" and not source_text:
-        raise ValueError(f"--reward {clause!r}: kind {kind.name!r} needs a model folder, id "
-                         f"or URL: {kind.usage.replace('NAME', name)}")
+        raise ValueError(
+            f"--reward {clause!r}: kind {kind.name!r} needs a model folder, id "
+            f"or URL: {kind.usage.replace('NAME', name)}"
+        )
     if not source_text:
         return RewardDef(name, kind.name)
     return RewardDef(name, kind.name, _check_source(clause, name, source_text))
@@ -324,8 +359,10 @@ def _check_source(clause: str, name: str, text: str) -> ModelSource:
         except ValueError:
             parts = parts._replace(netloc="")
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"--reward {clause!r}: {text!r} is not an http:// or https:// "
-                             "URL with a host (and a numeric port)")
+            raise ValueError(
+                f"--reward {clause!r}: {text!r} is not an http:// or https:// "
+                "URL with a host (and a numeric port)"
+            )
         tail = parts.path
     if _WEIGHT_SUFFIX.search(tail):
         raise ValueError(
@@ -380,12 +417,16 @@ class _PolicyOnly:
     policy: Policy
 
     def prm_backend(self, name: str, source: ModelSource, pooling: bool) -> PRMBackend:
-        raise ValueError(f"reward {name!r} needs a backend ({source}); the server starts "
-                         "it (server.rewards.open_rewards)")
+        raise ValueError(
+            f"reward {name!r} needs a backend ({source}); the server starts "
+            "it (server.rewards.open_rewards)"
+        )
 
     async def judge_policy(self, name: str, source: ModelSource) -> Policy:
-        raise ValueError(f"reward {name!r} needs a judge model ({source}); the server "
-                         "starts it (server.rewards.open_rewards)")
+        raise ValueError(
+            f"reward {name!r} needs a judge model ({source}); the server "
+            "starts it (server.rewards.open_rewards)"
+        )
 
 
 def build_rewards(
@@ -402,5 +443,6 @@ def build_rewards(
     except StopIteration as done:
         return done.value
     build.close()
-    raise ValueError(f"--reward {spec!r} needs backends the server starts; "
-                     "use server.rewards.open_rewards")
+    raise ValueError(
+        f"--reward {spec!r} needs backends the server starts; use server.rewards.open_rewards"
+    )

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from search_strategies.protocols import ChatMessage, Completion, Policy, SamplingConfig
 from search_strategies.reward import Aggregation, count_reward_tokens
 
-JUDGE_SYSTEM = (
-    "You check math solutions step by step. Answer with a single word: yes or no."
-)
+JUDGE_SYSTEM = "You check math solutions step by step. Answer with a single word: yes or no."
 _YES = {"yes", "y", "correct", "true"}
 _NO = {"no", "n", "incorrect", "false", "wrong"}
 NEUTRAL = 0.5
@@ -67,9 +65,7 @@ class SelfJudge:
     def name(self) -> str:
         return "self-judge"
 
-    async def score(
-        self, question: str, solutions: Sequence[Sequence[str]]
-    ) -> list[list[float]]:
+    async def score(self, question: str, solutions: Sequence[Sequence[str]]) -> list[list[float]]:
         prompts = await asyncio.gather(
             *(
                 self._policy.encode_chat(judge_messages(question, steps, index))

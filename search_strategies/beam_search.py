@@ -16,7 +16,7 @@ subtree's own best path has.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from pydantic import Field, ValidationInfo, field_validator
 

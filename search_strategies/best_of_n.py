@@ -12,7 +12,8 @@ per solution (`last` step by default).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Callable, ClassVar, Literal
+from collections.abc import Callable
+from typing import ClassVar, Literal
 
 from pydantic import Field
 

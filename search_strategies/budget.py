@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Awaitable, Callable, Sequence, TypeVar
+from typing import TypeVar
 
 from search_strategies.protocols import ChatMessage, Generation, Policy, SamplingConfig
 from search_strategies.reward import RewardModel, metering_reward_tokens, validate_scores
@@ -99,9 +100,7 @@ class Budget:
         self._waves += 1
         if self._on_progress is not None:
             snapshot = Usage(**self.usage.as_dict())
-            self._on_progress(
-                Progress(self._waves, self.usage.nodes, best_score, snapshot)
-            )
+            self._on_progress(Progress(self._waves, self.usage.nodes, best_score, snapshot))
 
     def elapsed_s(self) -> float:
         return self._clock() - self._started
@@ -225,9 +224,7 @@ class MeteredReward:
     def name(self) -> str:
         return self._reward.name
 
-    async def score(
-        self, question: str, solutions: Sequence[Sequence[str]]
-    ) -> list[list[float]]:
+    async def score(self, question: str, solutions: Sequence[Sequence[str]]) -> list[list[float]]:
         with metering_reward_tokens() as tokens:
             raw = await within_budget(
                 self.budget,

@@ -85,8 +85,7 @@ def puct_child(node: StepNode, c_puct: float) -> StepNode:
     total_prior = sum(child.prior for child in node.children) or 1.0
     return max(
         node.children,
-        key=lambda child: child.value
-        + scale * (child.prior / total_prior) / (1 + child.visits),
+        key=lambda child: child.value + scale * (child.prior / total_prior) / (1 + child.visits),
     )
 
 
@@ -172,9 +171,7 @@ async def mcts(
         while simulations < params.simulations:
             size = min(params.wave_size, params.simulations - simulations)
             leaves = select_wave(tree.root, params.c_puct, size)
-            simulations += await _run_wave(
-                problem, params, policy, reward, budget, tree, leaves
-            )
+            simulations += await _run_wave(problem, params, policy, reward, budget, tree, leaves)
     except BudgetExhausted as exhausted:
         stopped = exhausted.reason
 
@@ -220,8 +217,11 @@ async def _run_wave(
     finished leaves backed up; at least one, or `BudgetExhausted` is raised.
     """
     children = await tree.expand(
-        policy, budget, [leaf for leaf in leaves if not leaf.terminal],
-        params.expansion_width, params,
+        policy,
+        budget,
+        [leaf for leaf in leaves if not leaf.terminal],
+        params.expansion_width,
+        params,
     )
     new = [child for kids in children for child in kids]
     for kids in children:

@@ -32,8 +32,9 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 from pydantic import Field
 
@@ -114,9 +115,7 @@ def needs_resampling(weights: Sequence[float], threshold: float) -> bool:
     return effective_sample_size(weights) < threshold * len(weights) * (1 + 1e-9)
 
 
-def resample_indices(
-    weights: Sequence[float], how: Resampling, rng: random.Random
-) -> list[int]:
+def resample_indices(weights: Sequence[float], how: Resampling, rng: random.Random) -> list[int]:
     """len(weights) draws with replacement, in proportion to `weights`."""
     n = len(weights)
     if how == "multinomial":
@@ -162,8 +161,10 @@ class Population:
         """Every particle's log-weight plus its current node's score logit / T."""
         return Population(
             self.nodes,
-            [lw + score_logit(n.score) / temperature
-             for lw, n in zip(self.log_weights, self.nodes, strict=True)],
+            [
+                lw + score_logit(n.score) / temperature
+                for lw, n in zip(self.log_weights, self.nodes, strict=True)
+            ],
         )
 
     def resampled(self, indices: list[int]) -> Population:
@@ -276,7 +277,13 @@ async def _finish(
     if not finished:
         partial = list(mass) or tree.root.children
         return await finish_weighted(
-            tree, [], partial, search.params, search.policy, budget, stopped,
+            tree,
+            [],
+            partial,
+            search.params,
+            search.policy,
+            budget,
+            stopped,
             rank=lambda n: (n.weight or 0.0, n.score or 0.0, n.mean_logprob),
         )
     candidates = [to_candidate(node) for node in finished]

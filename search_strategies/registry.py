@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from search_strategies.beam_search import BeamSearchParams, beam_search
 from search_strategies.best_of_n import BestOfNParams, best_of_n
+from search_strategies.budget import Budget, MeteredPolicy, MeteredReward
 from search_strategies.dvts import DVTSParams, dvts
 from search_strategies.mcts import MCTSParams, mcts
+from search_strategies.params import StrategyParams
 from search_strategies.particle_filtering import (
     ParticleFilteringParams,
     particle_filtering,
 )
-from search_strategies.budget import Budget, MeteredPolicy, MeteredReward
-from search_strategies.params import StrategyParams
 from search_strategies.protocols import Problem
 from search_strategies.results import SearchResult
 from search_strategies.revision import RevisionParams, revision

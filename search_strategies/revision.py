@@ -74,13 +74,14 @@ class Chain:
 def feedback(attempt: Attempt) -> str:
     """What the model is told about one attempt: its score and its weakest step."""
     steps = split_steps(attempt.candidate.text)
-    if not attempt.step_scores or not steps:
+    scores = attempt.step_scores
+    if not scores or not steps:
         return "The verifier could not find any steps in this attempt. " + REVISE_INSTRUCTION
-    weakest = min(range(len(steps)), key=lambda i: attempt.step_scores[i])
+    weakest = min(range(len(steps)), key=lambda i: scores[i])
     return (
         f"A verifier rated this solution {attempt.candidate.score:.2f} out of 1. "
         f"Its weakest step is step {weakest + 1} (score "
-        f"{attempt.step_scores[weakest]:.2f}): \"{steps[weakest]}\". " + REVISE_INSTRUCTION
+        f'{scores[weakest]:.2f}): "{steps[weakest]}". ' + REVISE_INSTRUCTION
     )
 
 
@@ -106,7 +107,7 @@ async def revision(
     trace = [TraceNode(id=0, parent=None, text="", num_tokens=0)]
     stopped = StopReason.COMPLETED
     try:
-        for round_index in range(params.max_revisions + 1):
+        for _round in range(params.max_revisions + 1):
             open_chains = [c for c in chains if not c.accepted]
             if not open_chains:
                 break
@@ -163,8 +164,9 @@ async def _attempt_round(
         parent = chain.attempts[-1].node_id if chain.attempts else 0
         attempt = Attempt(to_candidate(completion), node_id=len(trace))
         trace.append(
-            TraceNode(id=len(trace), parent=parent, text=completion.text,
-                      num_tokens=completion.num_tokens)
+            TraceNode(
+                id=len(trace), parent=parent, text=completion.text, num_tokens=completion.num_tokens
+            )
         )
         chain.attempts.append(attempt)
         new.append(attempt)
@@ -232,4 +234,3 @@ def _mark_chosen(trace: list[TraceNode], node_id: int) -> None:
     while current is not None:
         by_id[current].chosen = True
         current = by_id[current].parent
-

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import (
-    Iterator,
     Literal,
     Protocol,
-    Sequence,
     TypeVar,
+    cast,
     get_args,
     runtime_checkable,
 )
@@ -49,9 +49,7 @@ class RewardModel(Protocol):
         """Backend name; it appears in errors, logs and usage reports."""
         ...
 
-    async def score(
-        self, question: str, solutions: Sequence[Sequence[str]]
-    ) -> list[list[float]]:
+    async def score(self, question: str, solutions: Sequence[Sequence[str]]) -> list[list[float]]:
         """One score in [0, 1] per step of every solution, in the same shape."""
         ...
 
@@ -110,9 +108,10 @@ def aggregation_for(reward: object) -> Aggregation:
     how = getattr(reward, "default_aggregation", "last")
     if how not in AGGREGATIONS:
         name = getattr(reward, "name", type(reward).__name__)
-        raise ValueError(f"{name}: unknown default aggregation {how!r}; "
-                         f"expected one of {AGGREGATIONS}")
-    return how
+        raise ValueError(
+            f"{name}: unknown default aggregation {how!r}; expected one of {AGGREGATIONS}"
+        )
+    return cast(Aggregation, how)  # checked against AGGREGATIONS just above
 
 
 ParamsT = TypeVar("ParamsT", bound=BaseModel)
@@ -154,9 +153,7 @@ def aggregate(step_scores: Sequence[float], how: Aggregation = "last") -> float:
     if how not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {how!r}; expected one of {AGGREGATIONS}")
     if len(step_scores) == 0:
-        raise ValueError(
-            "cannot aggregate an empty list of step scores: a solution has no steps"
-        )
+        raise ValueError("cannot aggregate an empty list of step scores: a solution has no steps")
     if how == "last":
         return float(step_scores[-1])
     if how == "min":
@@ -187,9 +184,7 @@ def validate_scores(
     finite number in [0, 1].
     """
     if isinstance(scores, (str, bytes)) or not isinstance(scores, Sequence):
-        raise RewardError(
-            f"{backend}: expected a list of step-score lists, got {scores!r}"
-        )
+        raise RewardError(f"{backend}: expected a list of step-score lists, got {scores!r}")
     if len(scores) != len(solutions):
         raise RewardError(
             f"{backend}: expected scores for {len(solutions)} solutions, got {len(scores)}"
@@ -202,8 +197,7 @@ def validate_scores(
             )
         if len(row) != len(steps):
             raise RewardError(
-                f"{backend}: solution {i}: expected {len(steps)} step scores, "
-                f"got {len(row)}"
+                f"{backend}: solution {i}: expected {len(steps)} step scores, got {len(row)}"
             )
         out: list[float] = []
         for j, value in enumerate(row):

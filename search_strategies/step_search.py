@@ -8,7 +8,7 @@ completed greedily as far as the remaining budget allows.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from pydantic import Field
 
@@ -25,9 +25,7 @@ from search_strategies.steps import DEFAULT_STEP_DELIMITER
 class StepSearchParams(StrategyParams):
     """Fields of every strategy that grows solutions one step at a time."""
 
-    max_step_tokens: int = Field(
-        128, ge=1, description="New tokens per step before it is cut."
-    )
+    max_step_tokens: int = Field(128, ge=1, description="New tokens per step before it is cut.")
     max_steps: int = Field(
         10,
         ge=1,
@@ -103,8 +101,8 @@ def result_from(
     candidates = [to_candidate(leaf) for leaf in leaves]
     if choose is None and candidates:
         picked = select_by_reward(candidates, [c.score for c in candidates], "weighted")
-        choose = next(l for l, c in zip(leaves, candidates) if c is picked)
-    chosen = next((c for l, c in zip(leaves, candidates) if l is choose), None)
+        choose = next(leaf for leaf, c in zip(leaves, candidates) if c is picked)
+    chosen = next((c for leaf, c in zip(leaves, candidates) if leaf is choose), None)
     if choose is not None and chosen is None:
         chosen = to_candidate(choose)
     return SearchResult(

@@ -26,8 +26,8 @@ import enum
 import itertools
 import math
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 from search_strategies.answers import last_boxed
 from search_strategies.budget import (
@@ -126,9 +126,7 @@ class StepTree:
 
     # -- growing -----------------------------------------------------------------
 
-    def add_child(
-        self, parent: StepNode, completion: Completion, to_end: bool = False
-    ) -> StepNode:
+    def add_child(self, parent: StepNode, completion: Completion, to_end: bool = False) -> StepNode:
         """Attach `completion` below `parent`; `to_end`: it was generated without a
         step stop, so it is the rest of the solution and the child is terminal."""
         child = StepNode(

@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
-from typing import AsyncContextManager, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -31,7 +31,7 @@ from server.settings import Settings
 log = logging.getLogger(__name__)
 
 PolicyFactory = Callable[[Settings], Awaitable[PolicyBackend]]
-Lifespan = Callable[[FastAPI], AsyncContextManager[None]]
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 async def open_policy(settings: Settings) -> PolicyBackend:
@@ -76,7 +76,8 @@ def serving_lifespan(
         )
         app.state.rewards = rewards
         app.state.chat = ChatAdapter(
-            app.state.service, ChatLimits(settings.max_messages, settings.max_choices),
+            app.state.service,
+            ChatLimits(settings.max_messages, settings.max_choices),
             keepalive_s=settings.sse_keepalive_s,
         )
         log.info("policy %s ready; rewards: %s", policy.model_name, list(rewards.clients))
@@ -109,13 +110,16 @@ def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) 
     open_paths = {"/health"} if settings.metrics_require_key else {"/health", "/metrics"}
     if api_keys:
         app.add_middleware(ApiKeyMiddleware, keys=api_keys, open_paths=open_paths)
-    install_openapi(app, ServerFacts(
-        limits=settings.limits,
-        max_messages=settings.max_messages,
-        max_choices=settings.max_choices,
-        api_key=bool(api_keys),
-        open_paths=frozenset(open_paths),
-    ))
+    install_openapi(
+        app,
+        ServerFacts(
+            limits=settings.limits,
+            max_messages=settings.max_messages,
+            max_choices=settings.max_choices,
+            api_key=bool(api_keys),
+            open_paths=frozenset(open_paths),
+        ),
+    )
     app.add_middleware(RequestLogMiddleware, metrics=metrics)  # outermost: logs 401s too
     configure_access_log()
     return app

@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # Listed for `ponder --help`; its arguments are parsed by learning.cli.
     commands.add_parser(
-        "learn", help="learn from searches: collect and export training data, train a PRM", add_help=False
+        "learn",
+        help="learn from searches: collect and export training data, train a PRM",
+        add_help=False,
     )
     return parser
 

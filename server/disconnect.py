@@ -9,9 +9,9 @@ Cancelling the task reaches the engine: vLLM aborts cancelled requests.
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, TypeVar
-
 import logging
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response

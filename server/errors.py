@@ -7,9 +7,10 @@ for OpenAI-compatible servers can read Ponder's errors too.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import singledispatch
-from typing import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -37,7 +38,7 @@ class InvalidRequest(Exception):
         error: ValidationError | RequestValidationError,
         prefix: str = "",
         names: Mapping[str, str] | None = None,
-    ) -> "InvalidRequest":
+    ) -> InvalidRequest:
         """One readable sentence per problem, naming the field (`n: must be ...`).
 
         `names` renames a top-level field to what the client called it.
@@ -74,7 +75,7 @@ class ModelNotFound(Exception):
         self.message = message
 
 
-def error_body(message: str, kind: str, param: str | None, code: str | None) -> dict:
+def error_body(message: str, kind: str, param: str | None, code: str | None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
@@ -87,7 +88,7 @@ class OpenAIError:
     """
 
     status_code: int
-    body: dict
+    body: dict[str, Any]
     headers: dict[str, str] | None = None
 
     def response(self) -> JSONResponse:

@@ -24,9 +24,7 @@ if TYPE_CHECKING:
 
 #: Route labels are limited to these (anything else is "other"), so a scan of random
 #: paths cannot blow up the series count.
-KNOWN_ROUTES = frozenset(
-    {"/v1/chat/completions", "/v1/solve", "/v1/models", "/health", "/metrics"}
-)
+KNOWN_ROUTES = frozenset({"/v1/chat/completions", "/v1/solve", "/v1/models", "/health", "/metrics"})
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640)
 
 
@@ -37,27 +35,39 @@ class PonderMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "ponder_requests", "HTTP requests answered", ["route", "strategy", "status"],
+            "ponder_requests",
+            "HTTP requests answered",
+            ["route", "strategy", "status"],
             registry=r,
         )
         self.latency = Histogram(
-            "ponder_request_duration_seconds", "HTTP request latency (to the last byte)",
-            ["route", "strategy"], buckets=_LATENCY_BUCKETS, registry=r,
+            "ponder_request_duration_seconds",
+            "HTTP request latency (to the last byte)",
+            ["route", "strategy"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.search_latency = Histogram(
-            "ponder_search_duration_seconds", "Time spent inside one search",
-            ["strategy"], buckets=_LATENCY_BUCKETS, registry=r,
+            "ponder_search_duration_seconds",
+            "Time spent inside one search",
+            ["strategy"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.searches = Counter(
             "ponder_searches", "Searches finished", ["strategy", "stopped_reason"], registry=r
         )
         self.budget_exhausted = Counter(
-            "ponder_budget_exhaustions", "Searches stopped by their budget",
-            ["strategy", "reason"], registry=r,
+            "ponder_budget_exhaustions",
+            "Searches stopped by their budget",
+            ["strategy", "reason"],
+            registry=r,
         )
         self.tokens = Counter(
-            "ponder_tokens", "Tokens spent, by kind (prompt, cached_prompt, generated, reward)",
-            ["strategy", "kind"], registry=r,
+            "ponder_tokens",
+            "Tokens spent, by kind (prompt, cached_prompt, generated, reward)",
+            ["strategy", "kind"],
+            registry=r,
         )
         self.engine_calls = Counter(
             "ponder_engine_calls", "Policy engine calls", ["strategy"], registry=r
@@ -68,14 +78,12 @@ class PonderMetrics:
         self.nodes = Counter(
             "ponder_search_nodes", "Search-tree nodes expanded", ["strategy"], registry=r
         )
-        self.queue_depth = Gauge(
-            "ponder_queue_depth", "Searches waiting for a slot", registry=r
-        )
+        self.queue_depth = Gauge("ponder_queue_depth", "Searches waiting for a slot", registry=r)
         self.active_searches = Gauge(
             "ponder_active_searches", "Searches holding a slot", registry=r
         )
 
-    def watch_slots(self, slots: "SearchSlots") -> None:
+    def watch_slots(self, slots: SearchSlots) -> None:
         """Read the queue gauges from `slots` at scrape time (always current)."""
         self.queue_depth.set_function(lambda: slots.queued)
         self.active_searches.set_function(lambda: slots.active)
@@ -85,7 +93,7 @@ class PonderMetrics:
         self.requests.labels(route, strategy, str(status)).inc()
         self.latency.labels(route, strategy).observe(seconds)
 
-    def observe_search(self, run: "SearchRun") -> None:
+    def observe_search(self, run: SearchRun) -> None:
         strategy, usage = run.strategy, run.result.usage
         reason = run.result.stopped_reason.value
         self.searches.labels(strategy, reason).inc()

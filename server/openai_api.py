@@ -19,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Iterable, Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
-from search_strategies.budget import Progress
+from search_strategies.budget import Progress, ProgressSink
 from search_strategies.protocols import ChatMessage, Problem
 from search_strategies.registry import STRATEGIES
 from server.errors import InvalidRequest, ModelNotFound, openai_error
@@ -113,8 +114,7 @@ class ChatAdapter:
         )
         problem = problem_from(request, self.service.default_system_prompt)
         plans = [
-            self._plan(request, model_strategy, problem, choice)
-            for choice in range(request.n)
+            self._plan(request, model_strategy, problem, choice) for choice in range(request.n)
         ]
         return ChatJob(request, plans, f"chatcmpl-{uuid.uuid4().hex}", int(time.time()))
 
@@ -160,11 +160,12 @@ class ChatAdapter:
         events: asyncio.Queue[tuple[int, Progress] | None] = asyncio.Queue()
         started = time.monotonic()
         chunk = ChunkWriter(job)
+
+        def sink(i: int) -> ProgressSink:
+            return lambda progress: events.put_nowait((i, progress))
+
         tasks = [
-            asyncio.create_task(
-                self.service.run(plan, lambda p, i=i: events.put_nowait((i, p)))
-            )
-            for i, plan in enumerate(job.plans)
+            asyncio.create_task(self.service.run(plan, sink(i))) for i, plan in enumerate(job.plans)
         ]
         all_done = asyncio.ensure_future(asyncio.gather(*tasks))
         all_done.add_done_callback(lambda _: events.put_nowait(None))
@@ -208,7 +209,7 @@ class ChatAdapter:
         """
         try:
             return await asyncio.wait_for(events.get(), self.keepalive_s)
-        except asyncio.TimeoutError:  # nothing is lost: get() had not taken an item
+        except TimeoutError:  # nothing is lost: get() had not taken an item
             return KEEPALIVE
 
 
@@ -224,8 +225,7 @@ def problem_from(request: ChatCompletionRequest, default_system_prompt: str) -> 
     if not question.strip():
         raise InvalidRequest("messages: the last user message is empty", "messages")
     history = [
-        ChatMessage("system" if m.role == "developer" else m.role, m.text())
-        for m in messages[:-1]
+        ChatMessage("system" if m.role == "developer" else m.role, m.text()) for m in messages[:-1]
     ]
     return Problem(
         question=question,

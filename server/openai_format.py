@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from search_strategies.budget import Progress
 from search_strategies.results import Candidate
@@ -55,8 +55,13 @@ class ChunkWriter:
 
     def finish(self, index: int, finish: str, run: SearchRun) -> str:
         """The choice's last chunk: why it ended, and (extension) what its search found."""
-        choice = {"index": index, "delta": {}, "logprobs": None, "finish_reason": finish,
-                  "search": choice_search(run).model_dump()}
+        choice = {
+            "index": index,
+            "delta": {},
+            "logprobs": None,
+            "finish_reason": finish,
+            "search": choice_search(run).model_dump(),
+        }
         return sse({**self._base, "choices": [choice]})
 
     def progress(self, index: int, progress: Progress, plan: SearchPlan, elapsed_s: float) -> str:
@@ -88,7 +93,11 @@ def sse(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
 
-def choice_answer(run: SearchRun, stops: list[str]) -> tuple[str, str]:
+#: An OpenAI choice's `finish_reason` (as `ChatChoice` declares it).
+FinishReason = Literal["stop", "length"]
+
+
+def choice_answer(run: SearchRun, stops: list[str]) -> tuple[str, FinishReason]:
     """The chosen solution's text, cut at the first stop string, and its finish reason.
 
     The search explores whole solutions; `stop` applies to the text returned, which
@@ -97,7 +106,8 @@ def choice_answer(run: SearchRun, stops: list[str]) -> tuple[str, str]:
     chosen: Candidate | None = run.result.chosen
     if chosen is None:  # the budget ran out before any solution existed
         return "", "length"
-    text, finish = chosen.text, "length" if chosen.finish_reason == "length" else "stop"
+    text = chosen.text
+    finish: FinishReason = "length" if chosen.finish_reason == "length" else "stop"
     cuts = [text.find(stop) for stop in stops if stop in text]
     if cuts:
         return text[: min(cuts)], "stop"
@@ -115,7 +125,7 @@ def content_pieces(text: str, size: int = 48) -> list[str]:
     return pieces
 
 
-def usage_body(runs: list[SearchRun], answers: list[tuple[str, str]]) -> ChatUsage:
+def usage_body(runs: list[SearchRun], answers: list[tuple[str, FinishReason]]) -> ChatUsage:
     """OpenAI usage summed over every choice's search, with the search ledger attached."""
     total: dict[str, int] = {}
     for run in runs:
@@ -159,7 +169,7 @@ def completion_body(job: ChatJob, runs: list[SearchRun]) -> ChatCompletion:
         ChatChoice(
             index=index,
             message=ChatMessageOut(content=text),
-            finish_reason=finish,  # type: ignore[arg-type]
+            finish_reason=finish,
             search=choice_search(run),
         )
         for index, (run, (text, finish)) in enumerate(zip(runs, answers))

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import copy
 import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass, fields as dataclass_fields
-from typing import Any, Iterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -133,6 +134,7 @@ def install_openapi(app: FastAPI, facts: ServerFacts) -> None:
             app.openapi_schema = document
         return document
 
+    # FastAPI's documented way to customise the schema is to replace this method.
     app.openapi = openapi  # type: ignore[method-assign]
 
 
@@ -189,14 +191,20 @@ def _document_errors(operation: dict[str, Any], codes: tuple[int, ...]) -> None:
             "content": {"application/json": {"schema": {"$ref": COMPONENTS + "ErrorResponse"}}},
         }
         if code == 429:
-            answer["headers"] = {"Retry-After": {
-                "required": True, "description": "Seconds until a slot is likely free.",
-                "schema": {"type": "integer", "minimum": 1},
-            }}
+            answer["headers"] = {
+                "Retry-After": {
+                    "required": True,
+                    "description": "Seconds until a slot is likely free.",
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            }
         if code == 401:
-            answer["headers"] = {"WWW-Authenticate": {
-                "required": True, "schema": {"type": "string", "const": "Bearer"},
-            }}
+            answer["headers"] = {
+                "WWW-Authenticate": {
+                    "required": True,
+                    "schema": {"type": "string", "const": "Bearer"},
+                }
+            }
         responses[str(code)] = answer
 
 
@@ -211,13 +219,15 @@ def _add_components(schemas: dict[str, Any], new: dict[str, Any]) -> None:
 
 
 def _request_components(facts: ServerFacts) -> dict[str, Any]:
+    params_models = [spec.params_model for spec in STRATEGIES.values()]
     models: list[type[BaseModel]] = [SolveRequest, ChatCompletionRequest, ErrorResponse]
-    models += [spec.params_model for spec in STRATEGIES.values()]
+    models += params_models
     _, generated = models_json_schema(
         [(model, "validation") for model in models], ref_template=COMPONENTS + "{model}"
     )
     defs: dict[str, Any] = generated["$defs"]
-    for model in (SolveRequest, *(spec.params_model for spec in STRATEGIES.values())):
+    capped: list[type[BaseModel]] = [SolveRequest, *params_models]
+    for model in capped:
         _apply_caps(model, defs[model.__name__], facts.limits)
     _apply_caps(BudgetRequest, defs["BudgetRequest"], facts.limits)
     solve = defs["SolveRequest"]
@@ -325,7 +335,9 @@ def _int_domain(prop: dict[str, Any]) -> range | None:
 
 
 def _joint_rule(
-    model: type[StrategyParams], schema: dict[str, Any], pair: tuple[str, str],
+    model: type[StrategyParams],
+    schema: dict[str, Any],
+    pair: tuple[str, str],
     limits: ServerLimits,
 ) -> dict[str, Any] | None:
     """`anyOf` the combinations of two bounded integer fields the model accepts.
@@ -334,14 +346,14 @@ def _joint_rule(
     the second's allowed values (and whether it may be left out).
     """
     first, second = pair
-    domains = [_int_domain(schema["properties"][name]) for name in pair]
-    if None in domains:
+    first_domain, second_domain = (_int_domain(schema["properties"][name]) for name in pair)
+    if first_domain is None or second_domain is None:
         return None
     branches: dict[tuple[tuple[int, ...], bool], list[Any]] = {}
-    for a in [_ABSENT, *domains[0]]:
+    for a in [_ABSENT, *first_domain]:
         allowed = []
         absent_ok = False
-        for b in [_ABSENT, *domains[1]]:
+        for b in [_ABSENT, *second_domain]:
             data = {k: v for k, v in ((first, a), (second, b)) if v is not _ABSENT}
             try:
                 model.model_validate(data, context={"limits": limits})
@@ -354,7 +366,7 @@ def _joint_rule(
         if allowed or absent_ok:
             branches.setdefault((tuple(allowed), absent_ok), []).append(a)
     rules = []
-    for (allowed, absent_ok), firsts in branches.items():
+    for (seconds, absent_ok), firsts in branches.items():
         present = [a for a in firsts if a is not _ABSENT]
         selectors: list[dict[str, Any]] = []
         if present:
@@ -363,7 +375,9 @@ def _joint_rule(
             selectors.append({"not": {"required": [first]}})
         for selector in selectors:
             rule = copy.deepcopy(selector)
-            rule.setdefault("properties", {})[second] = {"enum": list(allowed)} if allowed else False
+            rule.setdefault("properties", {})[second] = (
+                {"enum": list(seconds)} if seconds else False
+            )
             if not absent_ok:
                 rule["required"] = rule.get("required", []) + [second]
             rules.append(rule)
@@ -415,7 +429,8 @@ def _chat_request(defs: dict[str, Any], facts: ServerFacts) -> None:
     )
     if facts.model_ids is not None:
         props["model"] = {
-            "type": "string", "enum": list(facts.model_ids),
+            "type": "string",
+            "enum": list(facts.model_ids),
             "description": "`<model>` samples plainly; `<model>@<strategy>` runs that "
             "strategy (see /v1/models).",
         }
@@ -426,17 +441,23 @@ def _chat_request(defs: dict[str, Any], facts: ServerFacts) -> None:
             "search.max_new_tokens is given."
         )
     props["max_completion_tokens"]["anyOf"][0]["maximum"] = limits.max_new_tokens
-    chat["allOf"] = [{
-        "description": "max_tokens counts only when neither max_completion_tokens nor "
-        "search.max_new_tokens is given.",
-        "anyOf": [
-            {"required": ["max_completion_tokens"],
-             "properties": {"max_completion_tokens": {"type": "integer"}}},
-            {"required": ["search"],
-             "properties": {"search": {"type": "object", "required": ["max_new_tokens"]}}},
-            {"properties": {"max_tokens": {"maximum": limits.max_new_tokens}}},
-        ],
-    }]
+    chat["allOf"] = [
+        {
+            "description": "max_tokens counts only when neither max_completion_tokens nor "
+            "search.max_new_tokens is given.",
+            "anyOf": [
+                {
+                    "required": ["max_completion_tokens"],
+                    "properties": {"max_completion_tokens": {"type": "integer"}},
+                },
+                {
+                    "required": ["search"],
+                    "properties": {"search": {"type": "object", "required": ["max_new_tokens"]}},
+                },
+                {"properties": {"max_tokens": {"maximum": limits.max_new_tokens}}},
+            ],
+        }
+    ]
     props["messages"] = _messages_schema(props["messages"], facts.max_messages)
     props["search"] = {
         "description": "Ponder extension: the /v1/solve search options (strategy, "
@@ -455,19 +476,24 @@ def _messages_schema(schema: dict[str, Any], max_messages: int) -> dict[str, Any
         "required": ["role", "content"],
         "properties": {
             "role": {"const": "user"},
-            "content": {"anyOf": [
-                {"type": "string", "pattern": NOT_BLANK},
-                {"type": "array", "contains": {
-                    "type": "object", "required": ["text"],
-                    "properties": {"text": {"type": "string", "pattern": NOT_BLANK}},
-                }},
-            ]},
+            "content": {
+                "anyOf": [
+                    {"type": "string", "pattern": NOT_BLANK},
+                    {
+                        "type": "array",
+                        "contains": {
+                            "type": "object",
+                            "required": ["text"],
+                            "properties": {"text": {"type": "string", "pattern": NOT_BLANK}},
+                        },
+                    },
+                ]
+            },
         },
     }
     spelled = min(max_messages, MAX_SPELLED_MESSAGES)
     by_length: list[dict[str, Any]] = [
-        {"minItems": length, "maxItems": length,
-         "prefixItems": [True] * (length - 1) + [last]}
+        {"minItems": length, "maxItems": length, "prefixItems": [True] * (length - 1) + [last]}
         for length in range(1, spelled + 1)
     ]
     if max_messages > spelled:
@@ -498,8 +524,11 @@ def _search_options(defs: dict[str, Any], facts: ServerFacts) -> dict[str, Any]:
         variant = {
             "title": variant_name,
             "type": "object",
-            "properties": {"strategy": {"const": name, "type": "string"}, **common,
-                           **params["properties"]},
+            "properties": {
+                "strategy": {"const": name, "type": "string"},
+                **common,
+                **params["properties"],
+            },
             "required": ["strategy"],
             "additionalProperties": False,
         }

@@ -39,7 +39,7 @@ def current_request_id() -> str | None:
     return record["request_id"] if record else None
 
 
-def note_search(run: "SearchRun") -> None:
+def note_search(run: SearchRun) -> None:
     """Add one finished search to the current request's log record (n>1: summed)."""
     record = _record.get()
     if record is None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from reward_clients.learned_prm import PRMBackend
 from reward_clients.registry import (
@@ -29,6 +30,10 @@ from search_strategies.protocols import ChatMessage, Generation, Policy, Samplin
 from search_strategies.reward import RewardModel, RewardUnavailable
 from server.policy.errors import PolicyUnavailable
 from server.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: neither vLLM nor the service at import time
+    from server.policy.vllm_engine import EngineOptions
+    from server.service import PolicyBackend
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +114,7 @@ class Rewards:
     health_checks: dict[str, AsyncAction] = field(default_factory=dict)
 
     async def health(self) -> dict[str, str]:
-        """"ok" or "unavailable: why" for every reward with a backend of its own.
+        """Every reward with a backend of its own: "ok" or "unavailable: why".
 
         The backends are asked at once, so a probe waits for the slowest one only.
         """
@@ -168,7 +173,7 @@ def start_prm_backend(
     return LocalPRMBackend.start(_engine_options(settings, source.model, name), pooling, name)
 
 
-async def start_judge(settings: Settings, name: str, source: ModelSource):  # -> PolicyBackend
+async def start_judge(settings: Settings, name: str, source: ModelSource) -> PolicyBackend:
     """The model a self-judge with a model of its own asks: a remote server or an engine."""
     if source.url:
         from server.policy.remote import RemotePolicy
@@ -181,7 +186,7 @@ async def start_judge(settings: Settings, name: str, source: ModelSource):  # ->
     return VLLMPolicy.start(_engine_options(settings, source.model, name))
 
 
-def _engine_options(settings: Settings, model: str, name: str):  # -> EngineOptions
+def _engine_options(settings: Settings, model: str, name: str) -> EngineOptions:
     from server.policy.vllm_engine import EngineOptions
 
     return EngineOptions.from_settings(settings, model, name, settings.prm_gpu_memory_utilization)

@@ -9,14 +9,13 @@ trace are derived from the core's dataclasses, so they cannot drift from them.
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any, Literal, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from search_strategies.budget import StopReason, Usage
 from search_strategies.params import capped_by
 from search_strategies.results import TraceNode
-
 
 #: JSON Schema pattern of a string `str.strip()` leaves non-empty: one character that
 #: is not whitespace to Python (`\s`, plus the separators U+001C..U+001F it strips).
@@ -133,17 +132,22 @@ def response_model_of(source: type, name: str | None = None) -> type[BaseModel]:
     Every field is required, since the server always fills them all from the core.
     """
     hints = get_type_hints(source)
-    return create_model(
-        name or f"{source.__name__}Out",
-        __doc__=source.__doc__,
-        **{spec.name: (hints[spec.name], ...) for spec in fields(source)},
-    )
+    definitions: dict[str, Any] = {spec.name: (hints[spec.name], ...) for spec in fields(source)}
+    return create_model(name or f"{source.__name__}Out", __doc__=source.__doc__, **definitions)
 
 
-UsageOut = response_model_of(Usage, "UsageOut")
-TraceNodeOut = response_model_of(TraceNode, "TraceNodeOut")
-#: `StopReason`'s values as a Literal built at import, so they are spelled once (in the core).
-StoppedReason = Literal[tuple(reason.value for reason in StopReason)]
+if TYPE_CHECKING:
+    # Built at import from the core's dataclasses and enum, which a static checker
+    # cannot evaluate; to it they are a plain model and the enum's value type.
+    UsageOut = BaseModel
+    TraceNodeOut = BaseModel
+    StoppedReason = str
+else:
+    UsageOut = response_model_of(Usage, "UsageOut")
+    TraceNodeOut = response_model_of(TraceNode, "TraceNodeOut")
+    #: `StopReason`'s values as a Literal built at import, so they are spelled once (in
+    #: the core).
+    StoppedReason = Literal[tuple(reason.value for reason in StopReason)]
 
 
 class TimingOut(BaseModel):
@@ -172,8 +176,8 @@ class SolveResponse(BaseModel):
 
 class HealthResponse(BaseModel):
     """503 "unavailable" when the policy cannot answer; 200 "degraded" when only a
-    reward backend of its own (a learned PRM or judge, by name) is down: requests that do not use it still
-    work, so an orchestrator should not restart the server for it."""
+    reward backend of its own (a learned PRM or judge, by name) is down: requests that
+    do not use it still work, so an orchestrator should not restart the server for it."""
 
     status: Literal["ok", "degraded", "unavailable"]
     model: str

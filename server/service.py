@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -270,8 +271,7 @@ class SolveService:
             timing=timing,
             stopped_reason=result.stopped_reason.value,
             trace=(
-                [TraceNodeOut.model_validate(node, from_attributes=True)
-                 for node in result.trace]
+                [TraceNodeOut.model_validate(node, from_attributes=True) for node in result.trace]
                 if request.return_trace and result.trace is not None
                 else None
             ),

@@ -10,14 +10,13 @@ import argparse
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from reward_clients.registry import CLAUSE_SEPARATOR, KINDS, WEIGHT_FREE, kinds_help
 from search_strategies.params import ServerLimits
 from server.model_prep import EMBEDDED_MODEL_NAME, default_cache_dir
 
-DEFAULT_SYSTEM_PROMPT = (
-    "Solve the problem step by step. Put the final answer in \\boxed{}."
-)
+DEFAULT_SYSTEM_PROMPT = "Solve the problem step by step. Put the final answer in \\boxed{}."
 
 
 @dataclass(frozen=True)
@@ -166,8 +165,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         if spec.name in _REPEATABLE:
             parser.add_argument(flag, action="append", default=None, help=help_text)
         elif spec.name in _BOOLEANS:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction,
-                                default=None, help=help_text)
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
         else:
             parser.add_argument(flag, default=None, help=help_text)
 
@@ -176,7 +176,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = Non
     """Build settings with CLI > environment > default precedence, typed per field."""
     environ = dict(os.environ if environ is None else environ)
     defaults = Settings()
-    values = {}
+    values: dict[str, Any] = {}  # each coerced to its field's type by _coerce
     for spec in fields(Settings):
         env_name = _ENV_NAMES.get(spec.name, "PONDER_" + spec.name.upper())
         raw = getattr(args, spec.name, None)
@@ -200,9 +200,9 @@ def _coerce(name: str, raw: object, default_type: type) -> object:
     if isinstance(raw, bool) or name in _BOOLEANS:
         return raw if isinstance(raw, bool) else str(raw).lower() in {"1", "true", "yes"}
     if name == "block_size":
-        return int(raw)  # type: ignore[arg-type]
+        return int(str(raw))
     if default_type in (int, float):
-        return default_type(raw)
+        return default_type(str(raw))
     if name == "cache_dir":
         return Path(str(raw))
     return str(raw)

@@ -25,6 +25,7 @@ import sys
 import pytest
 
 import tests.servers
+
 # Importing the engine fixtures here registers them for every test module; the
 # constants stay importable as tests.conftest.MAX_N etc.
 from tests.engine_fixtures import (
@@ -41,8 +42,15 @@ from tests.engine_fixtures import (
 )
 
 __all__ = [
-    "MAX_N", "MAX_NEW_TOKENS", "SSE_KEEPALIVE_S", "client", "embedded_model",
-    "float32_client", "float32_server", "ponder_server", "tiny_prms",
+    "MAX_N",
+    "MAX_NEW_TOKENS",
+    "SSE_KEEPALIVE_S",
+    "client",
+    "embedded_model",
+    "float32_client",
+    "float32_server",
+    "ponder_server",
+    "tiny_prms",
 ]
 
 #: Helpers from tests.servers that start real server subprocesses (Ponder or vLLM).
@@ -79,11 +87,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 # The fast run's guard ---------------------------------------------------------------
 
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--forbid-import", action="append", default=[], metavar="MODULE",
+        "--forbid-import",
+        action="append",
+        default=[],
+        metavar="MODULE",
         help="fail the run if MODULE was imported (is in sys.modules) by its end; "
-             "make test-fast passes torch and vllm",
+        "make test-fast passes torch and vllm",
     )
 
 
@@ -126,6 +138,8 @@ class ImportGuard:
             terminalreporter.section("forbidden imports", red=True, bold=True)
             terminalreporter.line(
                 f"{', '.join(self.loaded)} imported, first seen {self.first_seen}: "
-                "the fast tests must run without them", red=True)
+                "the fast tests must run without them",
+                red=True,
+            )
         else:
             terminalreporter.line(f"not imported during this run: {', '.join(self.names)}")

@@ -10,8 +10,8 @@ collects every test module without loading torch or vLLM.
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -62,11 +62,27 @@ def _serve(
     """
     server = start_server(
         ponder_command(
-            "--policy", str(embedded_model), "--served-model-name", "smollm2-135m-instruct",
-            "--block-size", "32", "--max-n", str(MAX_N), "--reward", "arithmetic,self-judge",
-            "--prm", str(tiny_prms["qwen"]), "--prm-gpu-memory-utilization", "0.1",
-            "--max-new-tokens", str(MAX_NEW_TOKENS), "--sse-keepalive-s", str(SSE_KEEPALIVE_S),
-            "--dtype", dtype, *ENGINE_FLAGS,
+            "--policy",
+            str(embedded_model),
+            "--served-model-name",
+            "smollm2-135m-instruct",
+            "--block-size",
+            "32",
+            "--max-n",
+            str(MAX_N),
+            "--reward",
+            "arithmetic,self-judge",
+            "--prm",
+            str(tiny_prms["qwen"]),
+            "--prm-gpu-memory-utilization",
+            "0.1",
+            "--max-new-tokens",
+            str(MAX_NEW_TOKENS),
+            "--sse-keepalive-s",
+            str(SSE_KEEPALIVE_S),
+            "--dtype",
+            dtype,
+            *ENGINE_FLAGS,
         ),
         log,
         "/health",
@@ -95,7 +111,9 @@ def ponder_server(
 
 @pytest.fixture(scope="session")
 def float32_server(
-    request: pytest.FixtureRequest, embedded_model: Path, tiny_prms: dict[str, Path],
+    request: pytest.FixtureRequest,
+    embedded_model: Path,
+    tiny_prms: dict[str, Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningServer]:
     """A server in float32, for the tests whose claim is that repeats are bit-identical

@@ -7,8 +7,8 @@ real vLLM in test_solve_http.py.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Sequence
 
 from search_strategies.budget import (
     Budget,
@@ -172,8 +172,17 @@ TRAP_TREE = {
     "C" + D + "C1" + D: ["\\boxed{3}"],
 }
 TRAP_REWARDS = {
-    "A": 0.6, "B": 0.5, "C": 0.2,
-    "A1": 0.3, "A2": 0.25, "B1": 0.4, "B2": 0.8, "C1": 0.1,
-    "\\boxed{1}": 0.2, "\\boxed{2}": 0.2, "\\boxed{8}": 0.3, "\\boxed{7}": 1.0,
+    "A": 0.6,
+    "B": 0.5,
+    "C": 0.2,
+    "A1": 0.3,
+    "A2": 0.25,
+    "B1": 0.4,
+    "B2": 0.8,
+    "C1": 0.1,
+    "\\boxed{1}": 0.2,
+    "\\boxed{2}": 0.2,
+    "\\boxed{8}": 0.3,
+    "\\boxed{7}": 1.0,
     "\\boxed{3}": 0.1,
 }

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import uvicorn
 
@@ -65,8 +65,13 @@ def serve_in_thread(settings: Settings, backend: StandInBackend) -> Iterator[str
 
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, factory), host="127.0.0.1", port=port,
-                       log_level="warning", access_log=False)
+        uvicorn.Config(
+            create_app(settings, factory),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+        )
     )
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()

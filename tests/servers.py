@@ -10,9 +10,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import psutil
@@ -63,8 +63,13 @@ class ShiftingSeeds(httpx.BaseTransport):
             return request
         body["seed"] += next(cls._sent)
         headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
-        return httpx.Request(request.method, request.url, headers=headers,
-                             content=json.dumps(body).encode(), extensions=request.extensions)
+        return httpx.Request(
+            request.method,
+            request.url,
+            headers=headers,
+            content=json.dumps(body).encode(),
+            extensions=request.extensions,
+        )
 
 
 def shifting_seeds_client(base_url: str, timeout: float = 300) -> httpx.Client:

@@ -3,8 +3,7 @@ from __future__ import annotations
 import timeit
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from search_strategies.answers import extract_answer, last_boxed, normalize_answer
 from search_strategies.best_of_n import select_by_reward, select_majority
@@ -39,8 +38,15 @@ def test_extract_answer(text: str, answer: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "normal"),
-    [("$1,234", "1234"), ("12.", "12"), ("007", "7"), ("-0.0", "0"), ("\\$5", "5"),
-     ("\\text{apples}", "apples"), ("x = 3", "x = 3")],
+    [
+        ("$1,234", "1234"),
+        ("12.", "12"),
+        ("007", "7"),
+        ("-0.0", "0"),
+        ("\\$5", "5"),
+        ("\\text{apples}", "apples"),
+        ("x = 3", "x = 3"),
+    ],
 )
 def test_normalize_answer(raw: str, normal: str) -> None:
     assert normalize_answer(raw) == normal
@@ -86,8 +92,13 @@ def test_last_boxed_agrees_with_rescanning(text: str) -> None:
 
 
 def _sample(text: str, logprob: float = -1.0) -> Candidate:
-    return Candidate(text=text, answer=extract_answer(text), mean_logprob=logprob,
-                     finish_reason="stop", num_tokens=len(text.split()))
+    return Candidate(
+        text=text,
+        answer=extract_answer(text),
+        mean_logprob=logprob,
+        finish_reason="stop",
+        num_tokens=len(text.split()),
+    )
 
 
 def _boxed(answer: str, logprob: float = -1.0) -> Candidate:
@@ -141,8 +152,13 @@ def test_weighted_vote_reports_the_most_common_form() -> None:
 
 @pytest.mark.parametrize(
     "answer",
-    ["%" * 100_000, "\\, " * 30_000, "1" * 100_000, "x" * 100_000 + "%",
-     "\\frac{" + "9" * 100_000 + "}{7}"],
+    [
+        "%" * 100_000,
+        "\\, " * 30_000,
+        "1" * 100_000,
+        "x" * 100_000 + "%",
+        "\\frac{" + "9" * 100_000 + "}{7}",
+    ],
     ids=["percent-run", "latex-spaces", "long-number", "long-word", "long-fraction"],
 )
 def test_voting_on_huge_answers_is_fast(answer: str) -> None:

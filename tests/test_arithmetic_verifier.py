@@ -6,8 +6,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from reward_clients.arithmetic import ArithmeticVerifier, evaluate, find_claims
 from search_strategies.reward import RewardError, RewardModel, aggregate, validate_scores
@@ -151,9 +150,7 @@ def test_chained_equalities_check_each_adjacent_pair() -> None:
         (".5 * 4", 2),
     ],
 )
-def test_evaluate_is_exact_with_usual_precedence(
-    expression: str, value: Fraction
-) -> None:
+def test_evaluate_is_exact_with_usual_precedence(expression: str, value: Fraction) -> None:
     assert evaluate(expression) == value
 
 
@@ -233,9 +230,7 @@ def test_validate_scores_shape_mismatch(scores: object) -> None:
         validate_scores(scores, SOLUTIONS, "qwen-prm")
 
 
-@pytest.mark.parametrize(
-    "bad", [math.nan, math.inf, -math.inf, 1.2, -0.1, True, "0.5", None]
-)
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 1.2, -0.1, True, "0.5", None])
 def test_validate_scores_rejects_bad_values(bad: object) -> None:
     with pytest.raises(RewardError) as info:
         validate_scores([[0.5, 0.5], [bad]], SOLUTIONS, "qwen-prm")
@@ -245,9 +240,7 @@ def test_validate_scores_rejects_bad_values(bad: object) -> None:
 
 # --- properties ----------------------------------------------------------------
 
-PRECEDENCE = {
-    "+": 1, "-": 1, "−": 1, "*": 2, "×": 2, "x": 2, "·": 2, "/": 2, "÷": 2, "^": 3
-}
+PRECEDENCE = {"+": 1, "-": 1, "−": 1, "*": 2, "×": 2, "x": 2, "·": 2, "/": 2, "÷": 2, "^": 3}
 LEAF = 4
 
 
@@ -314,10 +307,12 @@ def _render(value: Fraction, draw: st.DrawFn) -> str:
 def equations(draw: st.DrawFn, perturb: bool) -> str:
     text, value, _ = draw(expressions())
     if perturb:
-        delta = draw(st.one_of(
-            st.integers(-1000, 1000).filter(bool).map(Fraction),
-            st.fractions(min_value=-5, max_value=5, max_denominator=12).filter(bool),
-        ))
+        delta = draw(
+            st.one_of(
+                st.integers(-1000, 1000).filter(bool).map(Fraction),
+                st.fractions(min_value=-5, max_value=5, max_denominator=12).filter(bool),
+            )
+        )
         value += delta
     prefix = draw(st.sampled_from(["", "So ", "Then: ", "- ", "Step 3: we get "]))
     suffix = draw(st.sampled_from(["", ".", " apples.", " in total", ", so"]))

@@ -26,8 +26,9 @@ def _server(statuses: list[int], seen: list[float]) -> httpx.MockTransport:
         if status == 200:
             return httpx.Response(200, json={"answer": "4"})
         headers = {"retry-after": "0.05"} if status == 429 else {}
-        return httpx.Response(status, json={"error": {"message": f"busy {status}"}},
-                              headers=headers)
+        return httpx.Response(
+            status, json={"error": {"message": f"busy {status}"}}, headers=headers
+        )
 
     return httpx.MockTransport(handle)
 

@@ -88,13 +88,17 @@ def test_arithmetic_is_seeded_and_stable_under_a_larger_limit() -> None:
 
 def test_jsonl_with_named_fields(tmp_path: Path) -> None:
     path = tmp_path / "mine.jsonl"
-    rows = [{"q": "What is 1+1?", "a": "2", "key": "x1", "lvl": 1},
-            {"q": "Simplify 2/4.", "a": "\\frac{1}{2}", "key": "x2", "lvl": 2}]
+    rows = [
+        {"q": "What is 1+1?", "a": "2", "key": "x1", "lvl": 1},
+        {"q": "Simplify 2/4.", "a": "\\frac{1}{2}", "key": "x2", "lvl": 2},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     fields = JsonlFields(question="q", answer="a", id="key", level="lvl")
     problems = load_dataset(str(path), Subset(), fields)
     assert [(p.id, p.grader, p.level) for p in problems] == [
-        ("x1", "numeric", 1), ("x2", "math", 2)]
+        ("x1", "numeric", 1),
+        ("x2", "math", 2),
+    ]
     assert [p.id for p in load_dataset(str(path), Subset(levels=(2,)), fields)] == ["x2"]
     with pytest.raises(ValueError, match="--question-field"):
         load_dataset(str(path))

@@ -26,8 +26,10 @@ def test_any_strategy_and_parameter_can_be_swept_with_budgets() -> None:
     )
     assert len(cells) == 4
     assert {c.setting for c in cells} == {
-        "simulations=8,budget.max_tokens=512", "simulations=8,budget.max_tokens=1024",
-        "simulations=16,budget.max_tokens=512", "simulations=16,budget.max_tokens=1024",
+        "simulations=8,budget.max_tokens=512",
+        "simulations=8,budget.max_tokens=1024",
+        "simulations=16,budget.max_tokens=512",
+        "simulations=16,budget.max_tokens=1024",
     }
     body = cells[0].request("What is 2+2?", "p1")
     assert body["strategy"] == "mcts" and body["c_puct"] == 1.5 and body["max_new_tokens"] == 64
@@ -39,8 +41,10 @@ def test_swept_n_or_a_token_budget_sends_best_of_n_directly() -> None:
     cells = expand([parse_run("best_of_n n=1,4 selection=majority,weighted")])
     assert all(not c.subsample for c in cells)
     assert {(c.label, c.setting) for c in cells} == {
-        ("best_of_n/majority", "n=1"), ("best_of_n/majority", "n=4"),
-        ("best_of_n/weighted", "n=1"), ("best_of_n/weighted", "n=4"),
+        ("best_of_n/majority", "n=1"),
+        ("best_of_n/majority", "n=4"),
+        ("best_of_n/weighted", "n=1"),
+        ("best_of_n/weighted", "n=4"),
     }
     (capped,) = expand([parse_run("best_of_n n=8 budget.max_tokens=300")])
     assert capped.subsample == ()
@@ -59,15 +63,19 @@ def test_seed_is_a_per_problem_base_and_none_sends_no_seed() -> None:
 def test_runs_reporting_the_same_point_need_distinct_labels() -> None:
     with pytest.raises(ValueError, match="label"):
         expand([parse_run("beam_search width=2"), parse_run("beam_search width=2 temperature=1")])
-    cells = expand([parse_run("beam_search width=2"),
-                    parse_run("beam_search width=2 temperature=1 label=hot")])
+    cells = expand(
+        [parse_run("beam_search width=2"), parse_run("beam_search width=2 temperature=1 label=hot")]
+    )
     assert [c.label for c in cells] == ["beam_search", "hot"]
 
 
 def test_bad_specs_are_refused_with_a_reason() -> None:
-    for text, reason in [("n=4", "strategy name"), ("best_of_n n", "key=value"),
-                         ("beam_search budget.tokens=5", "budget field"),
-                         ("beam_search label=a,b", "cannot be swept")]:
+    for text, reason in [
+        ("n=4", "strategy name"),
+        ("best_of_n n", "key=value"),
+        ("beam_search budget.tokens=5", "budget field"),
+        ("beam_search label=a,b", "cannot be swept"),
+    ]:
         with pytest.raises(ValueError, match=reason):
             expand([parse_run(text)])
 
@@ -82,8 +90,10 @@ def test_toml_grid_matches_the_same_runs_given_as_flags(tmp_path: Path) -> None:
     defaults, specs = load_grid_file(path)
     from_file = expand(specs, defaults)
     from_flags = expand(
-        [parse_run("best_of_n n=8 selection=weighted"),
-         parse_run("beam_search budget.max_tokens=256,512")],
+        [
+            parse_run("best_of_n n=8 selection=weighted"),
+            parse_run("beam_search budget.max_tokens=256,512"),
+        ],
         parse_params(["max_new_tokens=64", "reward=arithmetic"]),
     )
     assert [c.key for c in from_file] == [c.key for c in from_flags]
@@ -99,7 +109,9 @@ def test_the_grids_the_readme_names_are_shipped() -> None:
     """Guards the parametrized test below: with no grids found it would run nothing."""
     found = {path.name for path in SHIPPED_GRIDS}
     assert found >= {
-        "published_arithmetic.toml", "published_gsm8k.toml", "published_rewards.toml",
+        "published_arithmetic.toml",
+        "published_gsm8k.toml",
+        "published_rewards.toml",
         "scaling.toml",
     }, f"grids found in {GRIDS_DIR}: {sorted(found)}"
 
@@ -127,13 +139,16 @@ def test_subsample_sizes() -> None:
 def test_a_budget_in_the_toml_defaults_applies_to_every_run(tmp_path: Path) -> None:
     grid = tmp_path / "grid.toml"
     grid.write_text(
-        '[defaults]\nbudget = { max_tokens = [128, 256] }\n'
+        "[defaults]\nbudget = { max_tokens = [128, 256] }\n"
         '[[run]]\nstrategy = "mcts"\nsimulations = 8\n'
         '[[run]]\nstrategy = "dvts"\nn = 4\n'
     )
     defaults, runs = load_grid_file(grid)
     cells = expand(runs, defaults)
     assert sorted((c.strategy, c.budget["max_tokens"]) for c in cells) == [
-        ("dvts", 128), ("dvts", 256), ("mcts", 128), ("mcts", 256)
+        ("dvts", 128),
+        ("dvts", 256),
+        ("mcts", 128),
+        ("mcts", 256),
     ]
     assert all("budget" not in c.params for c in cells)

@@ -12,12 +12,28 @@ from clients.bench.coverage import coverage, coverage_table
 from clients.bench.report import plot_data, summarize, wilson_interval, write_report
 
 
-def _row(label: str, setting: str, problem: str, correct: bool, tokens: int,
-         parsed: bool = True, dataset: str = "arithmetic") -> dict:
-    return {"dataset": dataset, "label": label, "setting": setting, "problem_id": problem,
-            "correct": correct, "parsed": parsed, "answer": "1" if parsed else None,
-            "usage": {"generated_tokens": tokens, "reward_calls": 1}, "latency_s": 2.0,
-            "model": "tiny", "cell": "c"}
+def _row(
+    label: str,
+    setting: str,
+    problem: str,
+    correct: bool,
+    tokens: int,
+    parsed: bool = True,
+    dataset: str = "arithmetic",
+) -> dict:
+    return {
+        "dataset": dataset,
+        "label": label,
+        "setting": setting,
+        "problem_id": problem,
+        "correct": correct,
+        "parsed": parsed,
+        "answer": "1" if parsed else None,
+        "usage": {"generated_tokens": tokens, "reward_calls": 1},
+        "latency_s": 2.0,
+        "model": "tiny",
+        "cell": "c",
+    }
 
 
 ROWS = [
@@ -64,7 +80,9 @@ def test_written_report_png_and_its_data(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     drawn = json.loads((tmp_path / "plot.json").read_text())
     assert {label: len(points) for label, points in drawn["arithmetic"].items()} == {
-        "best_of_n/majority": 2, "beam_search": 2}
+        "best_of_n/majority": 2,
+        "beam_search": 2,
+    }
     unparseable = (tmp_path / "unparseable.csv").read_text().splitlines()
     assert len(unparseable) == 2 and ",p2," in unparseable[1]
     assert len((tmp_path / "summary.csv").read_text().splitlines()) == 6
@@ -92,8 +110,11 @@ def test_ponder_bench_is_a_subcommand_of_ponder(capsys) -> None:
 
 def _source(problem: str, samples: list[tuple[str, float]], gold: str = "12") -> dict:
     """A best-of-N source row: every sample's answer and reward (graded from the gold)."""
-    return {**_row("best_of_n/weighted", "n=1", problem, False, 10), "gold": gold,
-            "samples": [{"answer": answer, "score": score} for answer, score in samples]}
+    return {
+        **_row("best_of_n/weighted", "n=1", problem, False, 10),
+        "gold": gold,
+        "samples": [{"answer": answer, "score": score} for answer, score in samples],
+    }
 
 
 def test_coverage_pass_at_k_and_reward_separation() -> None:
@@ -110,7 +131,9 @@ def test_coverage_pass_at_k_and_reward_separation() -> None:
     # Right rewards 0.8, 0.7, 1.0 against wrong 0.9, 0.1, 0.2, 0.2, 0.2: 4 + 4 + 5 wins.
     assert table[4].reward_auroc == pytest.approx(13 / 15)
     assert table[1].reward_auroc is None  # no right sample among the first ones
-    assert "| arithmetic | best_of_n | 4 | 2 | 1.00 | 0.38 |" in coverage_table(list(table.values()))
+    assert "| arithmetic | best_of_n | 4 | 2 | 1.00 | 0.38 |" in coverage_table(
+        list(table.values())
+    )
 
 
 def test_coverage_prefers_the_grade_the_sweep_stored() -> None:

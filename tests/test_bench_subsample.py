@@ -13,14 +13,29 @@ from search_strategies.results import Candidate
 
 def _response(samples: list[tuple[str | None, float, float, int]], **extra) -> dict:
     candidates = [
-        {"text": "", "answer": a, "score": s, "mean_logprob": lp, "num_tokens": t,
-         "finish_reason": "stop"}
+        {
+            "text": "",
+            "answer": a,
+            "score": s,
+            "mean_logprob": lp,
+            "num_tokens": t,
+            "finish_reason": "stop",
+        }
         for a, s, lp, t in samples
     ]
-    usage = {"prompt_tokens": 30, "generated_tokens": sum(t for *_, t in samples),
-             "reward_calls": 1, "reward_tokens": 80}
-    return {"candidates": candidates, "usage": usage, "stopped_reason": "completed",
-            "answer": None, **extra}
+    usage = {
+        "prompt_tokens": 30,
+        "generated_tokens": sum(t for *_, t in samples),
+        "reward_calls": 1,
+        "reward_tokens": 80,
+    }
+    return {
+        "candidates": candidates,
+        "usage": usage,
+        "stopped_reason": "completed",
+        "answer": None,
+        **extra,
+    }
 
 
 # Four samples: "7" twice with low rewards, "9" once with the best reward, one answerless.
@@ -30,10 +45,13 @@ SAMPLES = [("7", 0.2, -0.5, 10), ("9", 0.9, -0.9, 20), ("7", 0.3, -0.4, 30), (No
 @pytest.mark.parametrize(
     ("selection", "n", "answer"),
     [
-        ("majority", 1, "7"), ("majority", 2, "7"),  # a 1-1 tie: "7" is more likely
+        ("majority", 1, "7"),
+        ("majority", 2, "7"),  # a 1-1 tie: "7" is more likely
         ("majority", 4, "7"),
-        ("weighted", 2, "9"), ("weighted", 4, "9"),  # 0.9 > 0.2 + 0.3
-        ("max_reward", 1, "7"), ("max_reward", 4, "9"),
+        ("weighted", 2, "9"),
+        ("weighted", 4, "9"),  # 0.9 > 0.2 + 0.3
+        ("max_reward", 1, "7"),
+        ("max_reward", 4, "9"),
     ],
 )
 def test_picks_by_hand(selection: str, n: int, answer: str) -> None:
@@ -70,8 +88,12 @@ def test_picks_by_hand_where_the_selections_disagree(
 def test_usage_is_what_a_direct_run_at_that_n_spends() -> None:
     picks = subsample(_response(SAMPLES), (1, 2, 4), ("majority", "weighted"))
     by = {(p.selection, p.n): p.usage for p in picks}
-    assert by[("majority", 2)] == {"prompt_tokens": 30, "generated_tokens": 30,
-                                   "reward_calls": 0, "reward_tokens": 0}
+    assert by[("majority", 2)] == {
+        "prompt_tokens": 30,
+        "generated_tokens": 30,
+        "reward_calls": 0,
+        "reward_tokens": 0,
+    }
     assert by[("weighted", 2)]["reward_calls"] == 1 and by[("weighted", 2)]["reward_tokens"] == 40
     assert by[("weighted", 4)]["generated_tokens"] == 100
 
@@ -91,14 +113,26 @@ def test_replaying_json_candidates_picks_what_the_same_candidate_objects_pick() 
     """
     rng = random.Random(0)
     for _ in range(300):
-        samples = [(rng.choice(["1", "2", "3", None]), round(rng.random(), 2),
-                    rng.choice([None, -rng.random()]), rng.randint(1, 9)) for _ in range(8)]
+        samples = [
+            (
+                rng.choice(["1", "2", "3", None]),
+                round(rng.random(), 2),
+                rng.choice([None, -rng.random()]),
+                rng.randint(1, 9),
+            )
+            for _ in range(8)
+        ]
         response = _response(samples)
         for size in (1, 2, 4, 8):
-            pool = [Candidate("", a, float("-inf") if lp is None else lp, "stop", t, s)
-                    for a, s, lp, t in samples[:size]]
+            pool = [
+                Candidate("", a, float("-inf") if lp is None else lp, "stop", t, s)
+                for a, s, lp, t in samples[:size]
+            ]
             fresh = [Candidate(**vars(c)) for c in pool]
             assert select(response["candidates"][:size], "majority") == (
-                select_majority(pool).answer)
-            assert select(response["candidates"][:size], "weighted") == select_by_reward(
-                fresh, [c.score for c in fresh], "weighted").answer
+                select_majority(pool).answer
+            )
+            assert (
+                select(response["candidates"][:size], "weighted")
+                == select_by_reward(fresh, [c.score for c in fresh], "weighted").answer
+            )

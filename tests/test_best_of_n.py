@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from search_strategies.best_of_n import (
     BestOfNParams,
@@ -22,15 +20,16 @@ from search_strategies.budget import (
     MeteredReward,
     StopReason,
 )
-from search_strategies.reward import RewardError
 from search_strategies.protocols import Problem
 from search_strategies.results import Candidate
+from search_strategies.reward import RewardError
 from tests.fakes import ScriptedPolicy
 
 
 def candidate(answer: str | None, logprob: float) -> Candidate:
-    return Candidate(text=str(answer), answer=answer, mean_logprob=logprob,
-                     finish_reason="stop", num_tokens=3)
+    return Candidate(
+        text=str(answer), answer=answer, mean_logprob=logprob, finish_reason="stop", num_tokens=3
+    )
 
 
 def run(policy: ScriptedPolicy, limits: BudgetLimits = BudgetLimits(), **params):
@@ -110,16 +109,20 @@ class PreferAnswer:
 
     async def score(self, question, solutions):
         self.calls.append(len(solutions))
-        return [[0.9 if self.liked in "".join(s) else 0.1 for s in steps]
-                for steps in solutions]
+        return [[0.9 if self.liked in "".join(s) else 0.1 for s in steps] for steps in solutions]
 
 
 def run_with_reward(policy: ScriptedPolicy, reward, **params):
     budget = Budget(BudgetLimits())
-    return asyncio.run(best_of_n(
-        Problem("q?"), BestOfNParams(**params), MeteredPolicy(policy, budget),
-        MeteredReward(reward, budget), budget,
-    ))
+    return asyncio.run(
+        best_of_n(
+            Problem("q?"),
+            BestOfNParams(**params),
+            MeteredPolicy(policy, budget),
+            MeteredReward(reward, budget),
+            budget,
+        )
+    )
 
 
 def test_weighted_selection_follows_reward_not_majority() -> None:

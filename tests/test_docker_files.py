@@ -64,7 +64,7 @@ def _pattern_regex(pattern: str) -> re.Pattern[str]:
             regex, i = regex + "[^/]", i + 1
         elif pattern[i] == "[":
             end = pattern.index("]", i)
-            regex, i = regex + pattern[i:end + 1].replace("[!", "[^"), end + 1
+            regex, i = regex + pattern[i : end + 1].replace("[!", "[^"), end + 1
         else:
             regex, i = regex + re.escape(pattern[i]), i + 1
     return re.compile(regex)
@@ -114,8 +114,10 @@ def compose() -> dict:
 def test_compose_has_policy_prm_and_ponder_wired_together(compose: dict) -> None:
     services = compose["services"]
     assert set(services) == {"policy", "prm", "ponder"}
-    for name, model in (("policy", "Qwen/Qwen2.5-Math-1.5B-Instruct"),
-                        ("prm", "Qwen/Qwen2.5-Math-PRM-7B")):
+    for name, model in (
+        ("policy", "Qwen/Qwen2.5-Math-1.5B-Instruct"),
+        ("prm", "Qwen/Qwen2.5-Math-PRM-7B"),
+    ):
         service = services[name]
         assert service["image"].startswith("vllm/vllm-openai:")
         assert service["command"][service["command"].index("--model") + 1] == model
@@ -130,7 +132,8 @@ def test_compose_has_policy_prm_and_ponder_wired_together(compose: dict) -> None
     assert ponder["build"]["dockerfile"] == "docker/Dockerfile.gpu"
     assert (DOCKER / ponder["build"]["context"] / "docker" / "Dockerfile.gpu").exists()
     assert {d: c["condition"] for d, c in ponder["depends_on"].items()} == {
-        "policy": "service_healthy", "prm": "service_healthy"
+        "policy": "service_healthy",
+        "prm": "service_healthy",
     }
     assert "PONDER_API_KEY" in ponder["environment"]
     serve_flags_accepted(command)
@@ -190,7 +193,8 @@ def test_build_context_keeps_everything_the_image_copies_and_installs(
         assert not dockerignore.excluded(source), f".dockerignore drops {source}"
         if (REPO / source).is_dir():
             wanted = [
-                path for path in _files_under(REPO / source)
+                path
+                for path in _files_under(REPO / source)
                 if path.endswith(".py") and "__pycache__" not in path
             ]
             assert wanted and not [p for p in wanted if dockerignore.excluded(p)]
@@ -213,10 +217,18 @@ def test_build_context_leaves_out_results_virtualenv_and_caches(
     shipped = [path for path in published if not dockerignore.excluded(path)]
     assert published and not shipped, f".dockerignore lets {shipped[:3]} into the context"
     for path in (
-        ".venv", ".venv/bin/python", ".git/HEAD", "results/sweep/results.jsonl",
-        "server/__pycache__/app.cpython-311.pyc", "clients/bench/__pycache__/cli.cpython-311.pyc",
-        "ponder.egg-info/PKG-INFO", ".pytest_cache/README.md", ".hypothesis/examples/x",
-        "tests/conftest.py", "benchmarks/bench_overhead.py", "docs/api.md",
+        ".venv",
+        ".venv/bin/python",
+        ".git/HEAD",
+        "results/sweep/results.jsonl",
+        "server/__pycache__/app.cpython-311.pyc",
+        "clients/bench/__pycache__/cli.cpython-311.pyc",
+        "ponder.egg-info/PKG-INFO",
+        ".pytest_cache/README.md",
+        ".hypothesis/examples/x",
+        "tests/conftest.py",
+        "benchmarks/bench_overhead.py",
+        "docs/api.md",
     ):
         assert dockerignore.excluded(path), f".dockerignore lets {path} into the context"
     for path in ("pyproject.toml", "README.md", "server/app.py", "clients/bench/cli.py"):

@@ -1,7 +1,8 @@
 """How Ponder starts vLLM on a small CPU: which cores its worker computes on.
 
-The speed-up itself is a benchmark figure (docs/benchmarks.md, "All cores on small CPUs"); this checks the
-rule: all cores on machines with at most four, the user's own setting untouched.
+The speed-up itself is a benchmark figure (docs/benchmarks.md, "All cores on small CPUs");
+this checks the rule: all cores on machines with at most four, the user's own setting
+untouched.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ policy that raises: seconds, no engine.
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 import pytest
 from fastapi.testclient import TestClient
@@ -55,16 +55,23 @@ def plain_and_streamed(client: TestClient, body: dict) -> tuple[dict, dict]:
     assert plain.status_code >= 400, plain.text
     with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as stream:
         assert stream.status_code == 200  # the stream began before the search failed
-        events = [json.loads(line.removeprefix("data: ")) for line in stream.iter_lines()
-                  if line.startswith("data: {")]
+        events = [
+            json.loads(line.removeprefix("data: "))
+            for line in stream.iter_lines()
+            if line.startswith("data: {")
+        ]
     errors = [event["error"] for event in events if "error" in event]
     assert len(errors) == 1, events
     return plain.json()["error"], errors[0]
 
 
 def chat_body(**search) -> dict:
-    return {"model": MODEL, "messages": [{"role": "user", "content": "3 bags of 4?"}],
-            "max_tokens": 16, **({"search": search} if search else {})}
+    return {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "3 bags of 4?"}],
+        "max_tokens": 16,
+        **({"search": search} if search else {}),
+    }
 
 
 @pytest.mark.parametrize(

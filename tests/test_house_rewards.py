@@ -9,7 +9,7 @@ In-process app with a scripted policy: seconds, no engine.
 from __future__ import annotations
 
 import argparse
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -45,10 +45,15 @@ def rewardless_server() -> Iterator[TestClient]:
 
 
 def chat(client: TestClient, model: str):
-    return client.post("/v1/chat/completions", json={
-        "model": model, "messages": [{"role": "user", "content": "3 bags of 4?"}],
-        "max_tokens": 32, "search": {"budget": {"max_tokens": 256}},
-    })
+    return client.post(
+        "/v1/chat/completions",
+        json={
+            "model": model,
+            "messages": [{"role": "user", "content": "3 bags of 4?"}],
+            "max_tokens": 32,
+            "search": {"budget": {"max_tokens": 256}},
+        },
+    )
 
 
 def listed(client: TestClient) -> list[str]:
@@ -70,10 +75,15 @@ def test_a_configured_prm_stays_the_default_reward_when_reward_is_unset() -> Non
     assert reward_spec(Settings(prm="/models/prm", reward="arithmetic")) == "arithmetic"
 
 
-@pytest.mark.parametrize(("argv", "env"), [(["--reward", "none"], {}),
-                                           (["--reward", ""], {}),
-                                           ([], {"PONDER_REWARD": "none"}),
-                                           ([], {"PONDER_REWARD": ""})])
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        (["--reward", "none"], {}),
+        (["--reward", ""], {}),
+        ([], {"PONDER_REWARD": "none"}),
+        ([], {"PONDER_REWARD": ""}),
+    ],
+)
 def test_none_or_empty_means_no_reward(argv: list[str], env: dict[str, str]) -> None:
     assert parse_reward_spec(reward_spec(parse_flags(argv, env))) == RewardSpec()
 

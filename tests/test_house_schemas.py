@@ -56,7 +56,8 @@ def test_a_solve_response_carries_every_usage_and_trace_field() -> None:
         return StandInBackend()
 
     with TestClient(create_app(Settings(), factory)) as client:
-        body = client.post("/v1/solve", json={"question": "3 bags of 4?", "n": 2,
-                                              "return_trace": True}).json()
+        body = client.post(
+            "/v1/solve", json={"question": "3 bags of 4?", "n": 2, "return_trace": True}
+        ).json()
     assert set(body["usage"]) == field_names(Usage)
     assert body["trace"] and all(set(node) == field_names(TraceNode) for node in body["trace"])

@@ -18,8 +18,7 @@ from learning.collect import OverlapRefused, collect_cell, training_set
 from learning.overlap import PUBLISHED_EVAL, eval_set_from_file, published_eval_set
 from learning.records import COLLECTED_NAME, DEFAULT_SYSTEM_PROMPT, MANIFEST_NAME
 from server.cli import main as ponder_main
-from server.settings import DEFAULT_SYSTEM_PROMPT as SERVER_SYSTEM_PROMPT
-from server.settings import Settings
+from server.settings import DEFAULT_SYSTEM_PROMPT as SERVER_SYSTEM_PROMPT, Settings
 from tests.fakes import ScriptedPolicy
 from tests.inprocess import StandInBackend, serve_in_thread
 
@@ -31,8 +30,7 @@ UNREACHABLE = "http://127.0.0.1:9"
 
 
 def _train_file(path: Path, questions: list[str], gold: str = "12") -> Path:
-    path.write_text("".join(json.dumps({"question": q, "answer": gold}) + "\n"
-                            for q in questions))
+    path.write_text("".join(json.dumps({"question": q, "answer": gold}) + "\n" for q in questions))
     return path
 
 
@@ -45,12 +43,24 @@ def _manifest(folder: Path) -> dict[str, Any]:
 
 
 def test_collect_then_export_end_to_end_and_resume(tmp_path: Path, capsys) -> None:
-    train = _train_file(tmp_path / "toy.jsonl",
-                        [f"Tom has {k} bags with 4 apples in each. How many?" for k in (3, 5, 7)])
+    train = _train_file(
+        tmp_path / "toy.jsonl",
+        [f"Tom has {k} bags with 4 apples in each. How many?" for k in (3, 5, 7)],
+    )
     out = tmp_path / "collected"
     backend = StandInBackend(ScriptedPolicy([RIGHT, WRONG, RIGHT_TOO]))
-    argv = ["--dataset", str(train), "--samples", "4", "--reward", "arithmetic",
-            "--param", "max_new_tokens=64", "--out", str(out)]
+    argv = [
+        "--dataset",
+        str(train),
+        "--samples",
+        "4",
+        "--reward",
+        "arithmetic",
+        "--param",
+        "max_new_tokens=64",
+        "--out",
+        str(out),
+    ]
     with serve_in_thread(Settings(reward="arithmetic"), backend) as url:
         assert _collect("--server", url, *argv) == 0
         first = capsys.readouterr().out
@@ -77,8 +87,9 @@ def test_collect_then_export_end_to_end_and_resume(tmp_path: Path, capsys) -> No
     # Distinct samples per problem: RIGHT, WRONG, RIGHT_TOO.
     for fmt, expected in (("prm", 9), ("dpo", 3), ("sft", 6)):
         target = tmp_path / f"{fmt}.jsonl"
-        assert ponder_main(["learn", "export", str(out), "--format", fmt,
-                            "--out", str(target)]) == 0
+        assert (
+            ponder_main(["learn", "export", str(out), "--format", fmt, "--out", str(target)]) == 0
+        )
         assert len(target.read_text().splitlines()) == expected
     pair = json.loads((tmp_path / "dpo.jsonl").read_text().splitlines()[0])
     assert pair["chosen"][0]["content"] == RIGHT and pair["rejected"][0]["content"] == WRONG
@@ -87,8 +98,21 @@ def test_collect_then_export_end_to_end_and_resume(tmp_path: Path, capsys) -> No
 def test_training_problems_from_the_evaluation_set_are_refused(tmp_path: Path, capsys) -> None:
     out = tmp_path / "never"
     # The bench's default arithmetic seed: these ARE the published evaluation problems.
-    assert _collect("--server", UNREACHABLE, "--dataset", "arithmetic", "--levels", "1,2",
-                    "--limit", "10", "--out", str(out)) == 2
+    assert (
+        _collect(
+            "--server",
+            UNREACHABLE,
+            "--dataset",
+            "arithmetic",
+            "--levels",
+            "1,2",
+            "--limit",
+            "10",
+            "--out",
+            str(out),
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "refusing to collect: 5 of 10 training problems overlap the evaluation set" in err
     assert "5 by id" in err and "--drop-overlap" in err
@@ -99,16 +123,30 @@ def test_a_question_equal_to_an_evaluation_question_is_caught_by_text(
     tmp_path: Path, capsys
 ) -> None:
     gsm8k_eval = load_dataset("gsm8k", PUBLISHED_EVAL[1][1])
-    train = _train_file(tmp_path / "mine.jsonl",
-                        ["Fresh question one?", "  " + gsm8k_eval[3].question.upper() + " "],
-                        gold="5")
+    train = _train_file(
+        tmp_path / "mine.jsonl",
+        ["Fresh question one?", "  " + gsm8k_eval[3].question.upper() + " "],
+        gold="5",
+    )
     out = tmp_path / "c"
     assert _collect("--server", UNREACHABLE, "--dataset", str(train), "--out", str(out)) == 2
     err = capsys.readouterr().err
     assert "1 of 2 training problems overlap" in err and "0 by id, 1 by question text" in err
     # --drop-overlap leaves it out and records it before the first request.
-    assert _collect("--server", UNREACHABLE, "--retries", "0", "--dataset", str(train),
-                    "--drop-overlap", "--out", str(out)) == 2
+    assert (
+        _collect(
+            "--server",
+            UNREACHABLE,
+            "--retries",
+            "0",
+            "--dataset",
+            str(train),
+            "--drop-overlap",
+            "--out",
+            str(out),
+        )
+        == 2
+    )
     assert "cannot reach" in capsys.readouterr().err
     (entry,) = _manifest(out)["collects"]
     assert entry["overlap"] == {"count": 1, "by_id": 0, "by_question": 1, "dropped": ["mine-1"]}
@@ -118,15 +156,28 @@ def test_a_question_equal_to_an_evaluation_question_is_caught_by_text(
 
 def test_a_chosen_evaluation_set_by_seed_or_by_ids(tmp_path: Path, capsys) -> None:
     train = load_dataset("arithmetic", Subset(limit=40, levels=(1, 2), seed=7))
-    spec = ["--server", UNREACHABLE, "--dataset", "arithmetic", "--levels", "1,2",
-            "--seed", "7", "--limit", "40", "--out", str(tmp_path / "c")]
+    spec = [
+        "--server",
+        UNREACHABLE,
+        "--dataset",
+        "arithmetic",
+        "--levels",
+        "1,2",
+        "--seed",
+        "7",
+        "--limit",
+        "40",
+        "--out",
+        str(tmp_path / "c"),
+    ]
     assert _collect(*spec, "--eval-seed", "7", "--eval-limit", "10") == 2
     assert "10 of 40 training problems overlap" in capsys.readouterr().err
     ids = tmp_path / "eval_ids.txt"
     ids.write_text(f"# held out\n{train[5].id}\n{train[6].id}\n")
     assert _collect(*spec, "--eval-ids", str(ids)) == 2
     assert "2 of 40 training problems overlap the evaluation set (ids in" in (
-        capsys.readouterr().err)
+        capsys.readouterr().err
+    )
     bench_results = ROOT / "clients/bench/published/arithmetic-100/results.jsonl"
     from_results = eval_set_from_file(bench_results)
     assert len(from_results.ids) == 100 and not from_results.questions
@@ -172,9 +223,11 @@ def test_the_default_system_prompt_is_the_servers() -> None:
 
 
 def test_learning_never_imports_the_server() -> None:
-    code = ("import sys, learning.cli, learning.collect, learning.export, learning.sources; "
-            "bad = [m for m in sys.modules if m == 'server' or m.startswith('server.')]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, learning.cli, learning.collect, learning.export, learning.sources; "
+        "bad = [m for m in sys.modules if m == 'server' or m.startswith('server.')]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 

@@ -38,20 +38,43 @@ def _problem(index: int, gold: str = "12") -> BenchProblem:
 
 def _body(texts: list[str], answers: list[str | None]) -> dict[str, Any]:
     candidates = [
-        {"text": t, "answer": a, "mean_logprob": -0.5, "finish_reason": "stop",
-         "num_tokens": len(t), "score": 0.5}
+        {
+            "text": t,
+            "answer": a,
+            "mean_logprob": -0.5,
+            "finish_reason": "stop",
+            "num_tokens": len(t),
+            "score": 0.5,
+        }
         for t, a in zip(texts, answers)
     ]
-    return {"answer": answers[0], "answer_text": texts[0], "candidates": candidates,
-            "usage": {"prompt_tokens": 10, "generated_tokens": sum(len(t) for t in texts),
-                      "reward_calls": 0, "reward_tokens": 0},
-            "timing": {"total_s": 0.1, "search_s": 0.1}, "stopped_reason": "completed",
-            "reward": None}
+    return {
+        "answer": answers[0],
+        "answer_text": texts[0],
+        "candidates": candidates,
+        "usage": {
+            "prompt_tokens": 10,
+            "generated_tokens": sum(len(t) for t in texts),
+            "reward_calls": 0,
+            "reward_tokens": 0,
+        },
+        "timing": {"total_s": 0.1, "search_s": 0.1},
+        "stopped_reason": "completed",
+        "reward": None,
+    }
 
 
 def _collect_cell():
-    (cell,) = expand([{"strategy": "best_of_n", "n": 4, "subsample": False,
-                       "system_prompt": DEFAULT_SYSTEM_PROMPT}])
+    (cell,) = expand(
+        [
+            {
+                "strategy": "best_of_n",
+                "n": 4,
+                "subsample": False,
+                "system_prompt": DEFAULT_SYSTEM_PROMPT,
+            }
+        ]
+    )
     return cell
 
 
@@ -59,8 +82,7 @@ def _collected_folder(folder: Path) -> Path:
     """Three problems: mixed (2 right, a duplicate, 2 wrong), all wrong, all right."""
     cell = _collect_cell()
     responses = [
-        (_problem(0), [RIGHT_A, WRONG, RIGHT_A, RIGHT_B, NO_ANSWER],
-         ["12", "7", "12", "12", None]),
+        (_problem(0), [RIGHT_A, WRONG, RIGHT_A, RIGHT_B, NO_ANSWER], ["12", "7", "12", "12", None]),
         (_problem(1), [WRONG, NO_ANSWER], ["7", None]),
         (_problem(2), [RIGHT_B], ["12"]),
     ]
@@ -81,8 +103,7 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 
 def _load_with_datasets(path: Path, cache: Path):
     datasets = pytest.importorskip("datasets")
-    return datasets.load_dataset("json", data_files=str(path), split="train",
-                                 cache_dir=str(cache))
+    return datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=str(cache))
 
 
 def test_collected_rows_keep_every_sample_with_steps_and_grade(tmp_path: Path) -> None:
@@ -114,10 +135,11 @@ def test_prm_export_is_stepwise_supervision(tmp_path: Path, capsys) -> None:
     rows = _lines(out)
     # Distinct non-empty samples: problem 0 has 4 (RIGHT_A twice), 1 has 2, 2 has 1.
     assert len(rows) == 7 and "7 prm records from 3 problems" in capsys.readouterr().out
-    assert rows[0] == {"prompt": "Question 0: 3 bags of 4?",
-                       "completions": ["3 bags of 4 is 3 * 4 = 12.",
-                                       "The answer is \\boxed{12}."],
-                       "labels": [True, True]}
+    assert rows[0] == {
+        "prompt": "Question 0: 3 bags of 4?",
+        "completions": ["3 bags of 4 is 3 * 4 = 12.", "The answer is \\boxed{12}."],
+        "labels": [True, True],
+    }
     assert all(len(r["completions"]) == len(r["labels"]) for r in rows)
     dataset = _load_with_datasets(out, tmp_path / "cache")
     assert set(dataset.column_names) == {"prompt", "completions", "labels"}
@@ -131,9 +153,13 @@ def test_dpo_export_pairs_a_right_and_a_wrong_sample_of_one_problem(tmp_path: Pa
     rows = _lines(out)
     # Only problem 0 has both: right [A, B] x wrong [WRONG, NO_ANSWER] -> 2 disjoint pairs.
     assert [(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in rows] == [
-        (RIGHT_A, WRONG), (RIGHT_B, NO_ANSWER)]
-    assert rows[0]["prompt"] == [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
-                                 {"role": "user", "content": "Question 0: 3 bags of 4?"}]
+        (RIGHT_A, WRONG),
+        (RIGHT_B, NO_ANSWER),
+    ]
+    assert rows[0]["prompt"] == [
+        {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+        {"role": "user", "content": "Question 0: 3 bags of 4?"},
+    ]
     assert rows[0]["chosen"][0]["role"] == rows[0]["rejected"][0]["role"] == "assistant"
     dataset = _load_with_datasets(out, tmp_path / "cache")
     assert set(dataset.column_names) == {"prompt", "chosen", "rejected"}
@@ -160,13 +186,16 @@ def test_an_existing_output_is_refused_unless_overwrite(tmp_path: Path, capsys) 
     assert len(_lines(out)) == 3
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "has neither collected.jsonl"),
-    ("", "no rows in"),
-    ("not json\n", "not a JSON row"),
-    ('{"problem_id": "x"}\n', "row 1 is not a collected row"),
-    ('{"samples": 3}\n', "row 1 is not a collected row"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "has neither collected.jsonl"),
+        ("", "no rows in"),
+        ("not json\n", "not a JSON row"),
+        ('{"problem_id": "x"}\n', "row 1 is not a collected row"),
+        ('{"samples": 3}\n', "row 1 is not a collected row"),
+    ],
+)
 def test_empty_or_malformed_folders_are_refused(
     tmp_path: Path, capsys, content: str | None, message: str
 ) -> None:
@@ -185,8 +214,9 @@ def test_a_missing_folder_and_no_pairs_are_refused(tmp_path: Path, capsys) -> No
     folder = tmp_path / "c"
     folder.mkdir()
     results = ResultsFile(folder / COLLECTED_NAME)
-    results.append(collect_rows(_problem(0), _collect_cell(),
-                                Solved(_body([RIGHT_A], ["12"]), 0.1, 1), "toy"))
+    results.append(
+        collect_rows(_problem(0), _collect_cell(), Solved(_body([RIGHT_A], ["12"]), 0.1, 1), "toy")
+    )
     results.close()
     assert _export(folder, "dpo", tmp_path / "o.jsonl") == 2  # one right sample: no pair
     assert "no records" in capsys.readouterr().err
@@ -212,9 +242,11 @@ def test_a_bench_folder_with_kept_texts_exports(tmp_path: Path, capsys) -> None:
     assert rows[0]["prompt"][0]["content"] == DEFAULT_SYSTEM_PROMPT
     prm = tmp_path / "prm.jsonl"
     assert _export(folder, "prm", prm) == 0
-    assert _lines(prm)[1] == {"prompt": "Question 0: 3 bags of 4?",
-                              "completions": ["3 + 4 = 7.", "The answer is \\boxed{7}."],
-                              "labels": [False, False]}
+    assert _lines(prm)[1] == {
+        "prompt": "Question 0: 3 bags of 4?",
+        "completions": ["3 + 4 = 7.", "The answer is \\boxed{7}."],
+        "labels": [False, False],
+    }
 
 
 def test_a_bench_folder_without_texts_says_how_to_keep_them(tmp_path: Path, capsys) -> None:
@@ -235,8 +267,14 @@ def test_bench_rows_without_keep_texts_are_unchanged() -> None:
     body = _body([RIGHT_A, WRONG], ["12", "7"])
     plain = rows_for(_problem(0), cell, Solved(body, 0.1, 1), "toy")
     assert "question" not in plain[0]
-    assert set(plain[0]["samples"][0]) == {"answer", "score", "mean_logprob", "num_tokens",
-                                          "finish_reason", "correct"}
+    assert set(plain[0]["samples"][0]) == {
+        "answer",
+        "score",
+        "mean_logprob",
+        "num_tokens",
+        "finish_reason",
+        "correct",
+    }
     kept = rows_for(_problem(0), cell, Solved(body, 0.1, 1), "toy", keep_texts=True)
     assert kept[0]["samples"][0]["text"] == RIGHT_A and kept[0]["question"]
     assert [r["answer"] for r in kept] == [r["answer"] for r in plain]

@@ -33,8 +33,12 @@ from reward_clients.prm_formats import math_shepherd_text
 
 #: Held-out questions (the toy training set's are "Question i: ...").
 HELD_OUT = "Check these new items, please."
-HELD_OUT_STEPS = ["We look at item 123 and it is good.", "We look at item 7 and it is bad.",
-                  "We look at item 55 and it is good.", "We look at item 8 and it is bad."]
+HELD_OUT_STEPS = [
+    "We look at item 123 and it is good.",
+    "We look at item 7 and it is bad.",
+    "We look at item 55 and it is good.",
+    "We look at item 8 and it is bad.",
+]
 
 
 def _toy_rows(count: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -42,16 +46,20 @@ def _toy_rows(count: int, seed: int = 0) -> list[dict[str, Any]]:
     rows = []
     for i in range(count):
         labels = [rng.random() < 0.5 for _ in range(rng.randint(1, 4))]
-        steps = [f"We look at item {rng.randint(1, 99)} and it is {'good' if ok else 'bad'}."
-                 for ok in labels]
-        rows.append({"prompt": f"Question {i}: check the items.", "completions": steps,
-                     "labels": labels})
+        steps = [
+            f"We look at item {rng.randint(1, 99)} and it is {'good' if ok else 'bad'}."
+            for ok in labels
+        ]
+        rows.append(
+            {"prompt": f"Question {i}: check the items.", "completions": steps, "labels": labels}
+        )
     return rows
 
 
 def _write(path: Path, rows: list[Any]) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows),
-                    encoding="utf-8")
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8"
+    )
     return path
 
 
@@ -73,20 +81,27 @@ def _leftovers(parent: Path) -> list[str]:
 GOOD_ROW = {"prompt": "q", "completions": ["a"], "labels": [True]}
 
 
-@pytest.mark.parametrize("lines, message", [
-    ([], "has no records"),
-    (["", "  "], "has no records"),
-    (["{not json"], ":1: not JSON"),
-    ([GOOD_ROW, "[1, 2]"], ":2: not a JSON object"),
-    ([{"prompt": "", "completions": ["a"], "labels": [True]}], "'prompt' must be"),
-    ([{"prompt": "q", "completions": [], "labels": []}], "'completions' must be"),
-    ([{"prompt": "q", "completions": ["a", 3], "labels": [True, True]}], "'completions' must"),
-    ([{"prompt": "q", "completions": ["a"], "labels": ["yes"]}], "'labels' must be"),
-    ([{"prompt": "q", "completions": ["a", "b"], "labels": [True]}], "2 completions but 1 labels"),
-    ([{"prompt": "q", "completions": ["a ки"], "labels": [True]}], "contains the step tag"),
-])
-def test_malformed_data_is_refused_with_the_line(tmp_path, fake_base, capsys, lines,
-                                                   message) -> None:
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        ([], "has no records"),
+        (["", "  "], "has no records"),
+        (["{not json"], ":1: not JSON"),
+        ([GOOD_ROW, "[1, 2]"], ":2: not a JSON object"),
+        ([{"prompt": "", "completions": ["a"], "labels": [True]}], "'prompt' must be"),
+        ([{"prompt": "q", "completions": [], "labels": []}], "'completions' must be"),
+        ([{"prompt": "q", "completions": ["a", 3], "labels": [True, True]}], "'completions' must"),
+        ([{"prompt": "q", "completions": ["a"], "labels": ["yes"]}], "'labels' must be"),
+        (
+            [{"prompt": "q", "completions": ["a", "b"], "labels": [True]}],
+            "2 completions but 1 labels",
+        ),
+        ([{"prompt": "q", "completions": ["a ки"], "labels": [True]}], "contains the step tag"),
+    ],
+)
+def test_malformed_data_is_refused_with_the_line(
+    tmp_path, fake_base, capsys, lines, message
+) -> None:
     data = _write(tmp_path / "data.jsonl", lines)
     out = tmp_path / "prm"
     code = learn_main(["train-prm", str(data), "--out", str(out), "--base", str(fake_base)])
@@ -112,8 +127,20 @@ def test_missing_inputs_and_existing_output_are_refused(tmp_path, fake_base, cap
     (out / "keep.txt").write_text("old model")
     assert learn_main(["train-prm", str(data), "--out", str(out), "--base", str(fake_base)]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
-    assert learn_main(["train-prm", str(data), "--out", str(fake_base), "--base", str(fake_base),
-                       "--overwrite"]) == 2
+    assert (
+        learn_main(
+            [
+                "train-prm",
+                str(data),
+                "--out",
+                str(fake_base),
+                "--base",
+                str(fake_base),
+                "--overwrite",
+            ]
+        )
+        == 2
+    )
     assert "must not be the --base" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "old model"
 
@@ -131,14 +158,20 @@ def test_default_base_is_where_prepare_model_puts_it(monkeypatch, tmp_path) -> N
 
 
 def test_steps_containing_the_tag_are_left_out_with_a_note(tmp_path) -> None:
-    data = load_step_data(_write(tmp_path / "d.jsonl", [
-        GOOD_ROW, {"prompt": "q ки", "completions": ["a"], "labels": [False]}]))
+    data = load_step_data(
+        _write(
+            tmp_path / "d.jsonl",
+            [GOOD_ROW, {"prompt": "q ки", "completions": ["a"], "labels": [False]}],
+        )
+    )
     assert len(data.examples) == 1 and "left out 1 records" in data.notes[0]
 
 
 def test_validation_holds_out_whole_questions() -> None:
-    examples = load_step_data_from(_toy_rows(20) + [
-        {"prompt": "Question 3: check the items.", "completions": ["x"], "labels": [True]}])
+    examples = load_step_data_from(
+        _toy_rows(20)
+        + [{"prompt": "Question 3: check the items.", "completions": ["x"], "labels": [True]}]
+    )
     train, val = split_by_prompt(examples, 0.25, seed=1)
     assert {e.prompt for e in train}.isdisjoint({e.prompt for e in val})
     assert len({e.prompt for e in val}) == 5 and len(train) + len(val) == 21
@@ -173,8 +206,20 @@ def toy_trained(tiny_prms: dict[str, Path], tmp_path_factory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("train-prm")
     data = _write(root / "toy.jsonl", _toy_rows(40))
     out = root / "models" / "toy-prm"
-    assert learn_main(["train-prm", str(data), "--out", str(out),
-                       "--base", str(tiny_prms["token"]), *TOY_FLAGS]) == 0
+    assert (
+        learn_main(
+            [
+                "train-prm",
+                str(data),
+                "--out",
+                str(out),
+                "--base",
+                str(tiny_prms["token"]),
+                *TOY_FLAGS,
+            ]
+        )
+        == 0
+    )
     return {"out": out, "data": data, "card": json.loads((out / CARD_JSON).read_text())}
 
 
@@ -219,8 +264,9 @@ def test_training_learns_the_toy_rule(toy_trained) -> None:
     assert after["auroc"] > 0.9 and after["accuracy"] > before["accuracy"]
     assert card["training"]["last_logged_loss"] < card["training"]["first_logged_loss"]
     # Read back from the saved folder, on a question and items never trained on.
-    good_1, bad_1, good_2, bad_2 = _p_good_with_transformers(toy_trained["out"], HELD_OUT,
-                                                             HELD_OUT_STEPS)
+    good_1, bad_1, good_2, bad_2 = _p_good_with_transformers(
+        toy_trained["out"], HELD_OUT, HELD_OUT_STEPS
+    )
     assert min(good_1, good_2) > 0.5 > max(bad_1, bad_2)
 
 
@@ -237,13 +283,21 @@ def test_a_base_without_the_tag_gets_it(tiny_prms, embedded_model, tmp_path) -> 
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(embedded_model / name, base / name)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(AutoTokenizer.from_pretrained(base)), hidden_size=64,
-                         intermediate_size=128, num_hidden_layers=1, num_attention_heads=1,
-                         num_key_value_heads=1, head_dim=64, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=len(AutoTokenizer.from_pretrained(base)),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=64,
+        tie_word_embeddings=True,
+    )
     LlamaForCausalLM(config).save_pretrained(base)
     data = _write(tmp_path / "toy.jsonl", _toy_rows(6))
-    card = train_prm(TrainOptions(data=data, out=tmp_path / "prm", base=base, max_steps=1,
-                                  val_fraction=0))
+    card = train_prm(
+        TrainOptions(data=data, out=tmp_path / "prm", base=base, max_steps=1, val_fraction=0)
+    )
     assert card["tokens"]["step_tag_added"] and card["validation_after"]["steps"] == 0
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "prm")
     assert tokenizer.encode("ки", add_special_tokens=False) == [card["tokens"]["step_tag_id"]]
@@ -262,8 +316,9 @@ def test_an_interrupted_training_leaves_no_model_folder(tiny_prms, tmp_path) -> 
 
     data = _write(tmp_path / "toy.jsonl", _toy_rows(12))
     out = tmp_path / "prm"
-    options = TrainOptions(data=data, out=out, base=tiny_prms["token"], max_steps=5,
-                           callbacks=[Interrupt()])
+    options = TrainOptions(
+        data=data, out=out, base=tiny_prms["token"], max_steps=5, callbacks=[Interrupt()]
+    )
     with pytest.raises(KeyboardInterrupt):
         train_prm(options)
     assert not out.exists() and _leftovers(tmp_path) == []
@@ -279,6 +334,7 @@ def test_an_interrupted_training_leaves_no_model_folder(tiny_prms, tmp_path) -> 
 
 # The trained PRM in real vLLM -------------------------------------------------------
 
+
 def test_trained_prm_scores_in_real_vllm(toy_trained) -> None:
     """Needs vLLM: the trained folder served in-process (`LocalPRMBackend`) and read by
     Ponder's own math-shepherd client scores as transformers does, right above wrong."""
@@ -290,9 +346,14 @@ def test_trained_prm_scores_in_real_vllm(toy_trained) -> None:
     solutions = [HELD_OUT_STEPS, HELD_OUT_STEPS[1:2], []]
 
     async def score() -> list[list[float]]:
-        options = EngineOptions(model=str(out), served_model_name="prm", max_model_len=1024,
-                                gpu_memory_utilization=0.1, enforce_eager=True,
-                                dtype="float32")
+        options = EngineOptions(
+            model=str(out),
+            served_model_name="prm",
+            max_model_len=1024,
+            gpu_memory_utilization=0.1,
+            enforce_eager=True,
+            dtype="float32",
+        )
         backend = LocalPRMBackend.start(options, pooling=False)
         try:
             return await TokenLogitPRM(backend, "math-shepherd").score(HELD_OUT, solutions)

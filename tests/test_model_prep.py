@@ -27,8 +27,17 @@ def test_folder_without_marker_is_not_prepared(tmp_path: Path) -> None:
 
 def test_prepare_model_command_prints_the_folder(embedded_model: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "prepare-model",
-         "--cache-dir", str(embedded_model.parent.parent)],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "prepare-model",
+            "--cache-dir",
+            str(embedded_model.parent.parent),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     assert result.stdout.strip() == str(embedded_model)

@@ -6,8 +6,8 @@ Generation is kept small (tens of tokens, token budgets of ~200): the CPU is slo
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import openai
@@ -29,8 +29,9 @@ TURNS = [
 
 def _sdk(server: RunningServer, http: httpx.Client | None = None) -> openai.OpenAI:
     # No retries: a test must see the first answer, and 429/503 would be retried.
-    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0,
-                         timeout=300, http_client=http)
+    return openai.OpenAI(
+        base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=300, http_client=http
+    )
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +118,8 @@ def test_n_choices_are_independent_searches_summed_in_usage(sdk: openai.OpenAI) 
 
 
 STREAMED_SEARCH = dict(
-    model=f"{MODEL}@best_of_n", seed=17, max_tokens=24, extra_body={"search": {"n": 3}})
+    model=f"{MODEL}@best_of_n", seed=17, max_tokens=24, extra_body={"search": {"n": 3}}
+)
 
 
 def _streamed_text(chunks: list) -> str:
@@ -126,9 +128,7 @@ def _streamed_text(chunks: list) -> str:
 
 def test_streaming_sends_progress_then_content_then_usage(sdk: openai.OpenAI) -> None:
     request = STREAMED_SEARCH
-    chunks = list(
-        ask(sdk, stream=True, stream_options={"include_usage": True}, **request)
-    )
+    chunks = list(ask(sdk, stream=True, stream_options={"include_usage": True}, **request))
     assert chunks[0].choices[0].delta.role == "assistant"
     kinds = []
     for chunk in chunks:
@@ -138,11 +138,15 @@ def test_streaming_sends_progress_then_content_then_usage(sdk: openai.OpenAI) ->
             kinds.append("content")
     assert "progress" in kinds and "content" in kinds
     assert kinds.index("content") > max(i for i, k in enumerate(kinds) if k == "progress")
-    progress = next(c.model_extra["search_progress"] for c in chunks
-                    if (c.model_extra or {}).get("search_progress"))
+    progress = next(
+        c.model_extra["search_progress"]
+        for c in chunks
+        if (c.model_extra or {}).get("search_progress")
+    )
     assert progress["wave"] == 1 and progress["nodes"] == 3
-    finish = [c.choices[0].finish_reason for c in chunks
-              if c.choices and c.choices[0].finish_reason]
+    finish = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finish in (["stop"], ["length"])
     usage = chunks[-1].usage
     assert chunks[-1].choices == [] and usage is not None
@@ -160,8 +164,14 @@ def test_streamed_and_plain_answers_match_in_float32(float32_sdk: openai.OpenAI)
 def test_a_silent_search_wave_keeps_the_stream_alive(ponder_server: RunningServer) -> None:
     """While a wave runs nothing else is sent, so a comment goes out every keepalive_s;
     SSE clients skip comments (the SDK tests above stream through them)."""
-    body = {"model": f"{MODEL}@best_of_n", "messages": [{"role": "user", "content": QUESTION}],
-            "max_tokens": 48, "seed": 5, "stream": True, "search": {"n": 4}}
+    body = {
+        "model": f"{MODEL}@best_of_n",
+        "messages": [{"role": "user", "content": QUESTION}],
+        "max_tokens": 48,
+        "seed": 5,
+        "stream": True,
+        "search": {"n": 4},
+    }
     with httpx.Client(base_url=ponder_server.url, timeout=300) as http:
         started = time.monotonic()
         with http.stream("POST", "/v1/chat/completions", json=body) as stream:
@@ -178,8 +188,13 @@ def test_a_silent_search_wave_keeps_the_stream_alive(ponder_server: RunningServe
 def test_closing_the_stream_cancels_the_search(
     sdk: openai.OpenAI, ponder_server: RunningServer
 ) -> None:
-    stream = ask(sdk, stream=True, max_tokens=256, extra_body={"search": {"n": 16}},
-                 model=f"{MODEL}@best_of_n")
+    stream = ask(
+        sdk,
+        stream=True,
+        max_tokens=256,
+        extra_body={"search": {"n": 16}},
+        model=f"{MODEL}@best_of_n",
+    )
     with httpx.Client(base_url=ponder_server.url, timeout=30) as watcher:
         next(iter(stream))  # the role chunk: the search has started
         assert wait_for(lambda: _running(watcher) > 0, 5), "search should be running"
@@ -190,8 +205,9 @@ def test_closing_the_stream_cancels_the_search(
 
 
 def test_non_streaming_disconnect_cancels_the_search(ponder_server: RunningServer) -> None:
-    impatient = openai.OpenAI(base_url=ponder_server.url + "/v1", api_key="x",
-                              max_retries=0, timeout=3)
+    impatient = openai.OpenAI(
+        base_url=ponder_server.url + "/v1", api_key="x", max_retries=0, timeout=3
+    )
     with pytest.raises(openai.APITimeoutError):
         ask(impatient, max_tokens=256, extra_body={"search": {"n": 16}})
     with httpx.Client(base_url=ponder_server.url, timeout=30) as watcher:
@@ -206,17 +222,37 @@ def test_non_streaming_disconnect_cancels_the_search(ponder_server: RunningServe
         (dict(temperature="hot"), openai.BadRequestError, "temperature", "valid number"),
         (dict(n=0), openai.BadRequestError, "n", "greater than or equal to 1"),
         (dict(messages=[]), openai.BadRequestError, "messages", "at least 1 item"),
-        (dict(messages=[{"role": "tool", "content": "x"}]), openai.BadRequestError,
-         "messages.0.role", "'system', 'developer', 'user' or 'assistant'"),
-        (dict(messages=[{"role": "assistant", "content": "hi"}]), openai.BadRequestError,
-         "messages", "last message must have role 'user'"),
-        (dict(extra_body={"search": {"n": MAX_N + 1}}), openai.BadRequestError, "search.n",
-         f"max_n={MAX_N}"),
+        (
+            dict(messages=[{"role": "tool", "content": "x"}]),
+            openai.BadRequestError,
+            "messages.0.role",
+            "'system', 'developer', 'user' or 'assistant'",
+        ),
+        (
+            dict(messages=[{"role": "assistant", "content": "hi"}]),
+            openai.BadRequestError,
+            "messages",
+            "last message must have role 'user'",
+        ),
+        (
+            dict(extra_body={"search": {"n": MAX_N + 1}}),
+            openai.BadRequestError,
+            "search.n",
+            f"max_n={MAX_N}",
+        ),
         (dict(max_tokens=10**6), openai.BadRequestError, "max_tokens", "max_new_tokens="),
-        (dict(extra_body={"search": {"strategy": "telepathy"}}), openai.BadRequestError,
-         "search.strategy", "unknown strategy"),
-        (dict(extra_body={"search": {"budget": {"max_tokens": 10**9}}}),
-         openai.BadRequestError, "search.budget.max_tokens", "server maximum max_tokens"),
+        (
+            dict(extra_body={"search": {"strategy": "telepathy"}}),
+            openai.BadRequestError,
+            "search.strategy",
+            "unknown strategy",
+        ),
+        (
+            dict(extra_body={"search": {"budget": {"max_tokens": 10**9}}}),
+            openai.BadRequestError,
+            "search.budget.max_tokens",
+            "server maximum max_tokens",
+        ),
     ],
 )
 def test_errors_raise_the_sdk_exception_naming_the_field(
@@ -239,11 +275,11 @@ def test_prompt_longer_than_the_context_is_a_400(sdk: openai.OpenAI) -> None:
 
 
 def test_unknown_fields_are_ignored_like_openai(sdk: openai.OpenAI) -> None:
-    reply = ask(sdk, max_tokens=8, seed=1, user="u-1",
-                extra_body={"logit_bias": {}, "some_future_field": 1})
+    reply = ask(
+        sdk, max_tokens=8, seed=1, user="u-1", extra_body={"logit_bias": {}, "some_future_field": 1}
+    )
     assert reply.choices[0].message.content is not None
 
 
 def _running(client: httpx.Client) -> int:
     return client.get("/health").json()["running_requests"]
-

@@ -9,8 +9,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import jsonschema
@@ -92,7 +93,8 @@ def test_the_document_is_valid_openapi(document: dict[str, Any]) -> None:
 def test_each_route_documents_its_errors(document: dict[str, Any]) -> None:
     error_ref = "#/components/schemas/ErrorResponse"
     documented = {
-        (method, path): operation for path, item in document["paths"].items()
+        (method, path): operation
+        for path, item in document["paths"].items()
         for method, operation in item.items()
     }
     assert set(documented) == set(OPERATION_ERRORS)
@@ -106,7 +108,8 @@ def test_each_route_documents_its_errors(document: dict[str, Any]) -> None:
         if path != "/health":
             assert operation["security"] == [{"bearerAuth": []}]
     assert documented["get", "/health"]["responses"]["503"]["content"]["application/json"][
-        "schema"] == {"$ref": "#/components/schemas/HealthResponse"}
+        "schema"
+    ] == {"$ref": "#/components/schemas/HealthResponse"}
     assert "Retry-After" in documented["post", "/v1/solve"]["responses"]["429"]["headers"]
 
 
@@ -170,17 +173,18 @@ def test_chat_schema_states_the_route_rules(document: dict[str, Any]) -> None:
     user = {"role": "user", "content": "q?"}
     ok = {"model": "scripted", "messages": [user]}
     assert validator.is_valid(ok)
-    assert validator.is_valid({**ok, "model": "scripted@mcts",
-                               "search": {"strategy": "dvts", "n": 4, "beam_width": 2}})
-    assert not validator.is_valid({**ok, "messages": [user, {"role": "assistant",
-                                                             "content": "a"}]})
+    assert validator.is_valid(
+        {**ok, "model": "scripted@mcts", "search": {"strategy": "dvts", "n": 4, "beam_width": 2}}
+    )
+    assert not validator.is_valid({**ok, "messages": [user, {"role": "assistant", "content": "a"}]})
     assert not validator.is_valid({**ok, "messages": [{"role": "user", "content": " "}]})
     assert not validator.is_valid({**ok, "messages": [user] * (SETTINGS.max_messages + 1)})
     assert not validator.is_valid({**ok, "n": SETTINGS.max_choices + 1})
     assert not validator.is_valid({**ok, "model": "other"})
     assert not validator.is_valid({**ok, "max_tokens": SETTINGS.max_new_tokens + 1})
-    assert validator.is_valid({**ok, "max_tokens": SETTINGS.max_new_tokens + 1,
-                               "max_completion_tokens": 8})
+    assert validator.is_valid(
+        {**ok, "max_tokens": SETTINGS.max_new_tokens + 1, "max_completion_tokens": 8}
+    )
     assert not validator.is_valid({**ok, "search": {"n": 4}})  # n: the strategy's field
     assert validator.is_valid({**ok, "search": {"temperature": 0.2}})
 
@@ -188,9 +192,12 @@ def test_chat_schema_states_the_route_rules(document: dict[str, Any]) -> None:
 def test_request_bodies_are_strict_json(server_url: str) -> None:
     """A string or bool is not a number (400); 2.0 is the integer 2 (JSON says so)."""
     with httpx.Client(base_url=server_url, headers=_auth()) as http:
-        for body in ({"question": "q?", "n": "2"}, {"question": "q?", "return_trace": 1},
-                     {"question": "q?", "strategy": "mcts", "rollout": 0},
-                     {"question": "q?", "budget": {"max_tokens": "9"}}):
+        for body in (
+            {"question": "q?", "n": "2"},
+            {"question": "q?", "return_trace": 1},
+            {"question": "q?", "strategy": "mcts", "rollout": 0},
+            {"question": "q?", "budget": {"max_tokens": "9"}},
+        ):
             assert http.post("/v1/solve", json=body).status_code == 400, body
         assert http.post("/v1/solve", json={"question": "q?", "n": 2.0}).status_code == 200
         chat = {"model": "scripted", "messages": [{"role": "user", "content": "q?"}]}
@@ -215,21 +222,30 @@ def test_schemathesis_finds_nothing(server_url: str, tmp_path: Path) -> None:
     boundary cases take most of it).
     """
     command = _schemathesis() + [
-        "run", f"{server_url}/openapi.json",
-        "--checks", "all",
-        "--header", f"Authorization: Bearer {API_KEY}",
-        "--max-examples", "10",
-        "--seed", "1",
-        "--max-time", "30",
-        "--output-sanitize", "false",
-        "--workers", "1",
-        "--request-timeout", "10",
-        "--suppress-health-check", "too_slow,filter_too_much",
-        "--warnings", "off",
+        "run",
+        f"{server_url}/openapi.json",
+        "--checks",
+        "all",
+        "--header",
+        f"Authorization: Bearer {API_KEY}",
+        "--max-examples",
+        "10",
+        "--seed",
+        "1",
+        "--max-time",
+        "30",
+        "--output-sanitize",
+        "false",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "10",
+        "--suppress-health-check",
+        "too_slow,filter_too_much",
+        "--warnings",
+        "off",
     ]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=120, cwd=tmp_path
-    )
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-12000:]
     assert "unresolvable" not in output.lower(), output[-6000:]

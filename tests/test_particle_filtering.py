@@ -10,8 +10,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
 
 import search_strategies.particle_filtering as pf_module
@@ -31,11 +30,16 @@ from search_strategies.results import SearchResult
 from tests.fakes import TRAP_REWARDS, TRAP_TREE, D, TableReward, TreePolicy, run_search
 
 
-def run_pf(tree=TRAP_TREE, rewards=TRAP_REWARDS, limits=BudgetLimits(), reports=None,
-           policy=None, **fields) -> SearchResult:
+def run_pf(
+    tree=TRAP_TREE, rewards=TRAP_REWARDS, limits=BudgetLimits(), reports=None, policy=None, **fields
+) -> SearchResult:
     return run_search(
-        particle_filtering, ParticleFilteringParams(**fields), policy or TreePolicy(tree),
-        TableReward(rewards), limits, on_progress=None if reports is None else reports.append,
+        particle_filtering,
+        ParticleFilteringParams(**fields),
+        policy or TreePolicy(tree),
+        TableReward(rewards),
+        limits,
+        on_progress=None if reports is None else reports.append,
     )
 
 
@@ -45,8 +49,9 @@ def chosen_path(result: SearchResult) -> list[str]:
 
 def children_of(result: SearchResult, text: str) -> int:
     """Most children any node with this step text got (= particles it carried)."""
-    return max(sum(1 for c in result.trace if c.parent == n.id)
-               for n in result.trace if n.text == text)
+    return max(
+        sum(1 for c in result.trace if c.parent == n.id) for n in result.trace if n.text == text
+    )
 
 
 # -- the search ---------------------------------------------------------------------
@@ -69,8 +74,9 @@ def test_particles_leave_the_trap_for_the_high_reward_branch(resampling, seed):
 def test_resampling_every_wave_finds_the_best_leaf():
     """its_hub's setting: a B node drawn twice samples B2 too, whose 0.8 then draws
     the population to \\boxed{7}."""
-    result = run_pf(n=6, seed=0, resampling="multinomial", ess_threshold=1.0,
-                    weight_temperature=2.0)
+    result = run_pf(
+        n=6, seed=0, resampling="multinomial", ess_threshold=1.0, weight_temperature=2.0
+    )
     assert children_of(result, "B" + D) == 2
     assert result.answer == "7"
     assert chosen_path(result) == ["B" + D, "B2" + D, "\\boxed{7}"]
@@ -92,8 +98,7 @@ def test_resampling_is_deterministic_for_a_seed_and_differs_between_seeds(resamp
 
 def test_an_unseeded_request_draws_from_a_fresh_rng(monkeypatch):
     seeds, fresh = [], random.Random
-    monkeypatch.setattr(pf_module.random, "Random", lambda s=None: seeds.append(s)
-                        or fresh(s))
+    monkeypatch.setattr(pf_module.random, "Random", lambda s=None: seeds.append(s) or fresh(s))
     run_pf(n=4)
     run_pf(n=4, seed=9)
     assert seeds == [None, 9]
@@ -159,8 +164,14 @@ def test_each_wave_is_one_reward_call_and_one_engine_call_per_sampling():
     calls with the same sampling)."""
     for threshold in (0.0, 1.0):
         policy, reports = TreePolicy(TRAP_TREE), []
-        result = run_pf(policy=policy, reports=reports, n=8, seed=2,
-                        resampling="multinomial", ess_threshold=threshold)
+        result = run_pf(
+            policy=policy,
+            reports=reports,
+            n=8,
+            seed=2,
+            resampling="multinomial",
+            ess_threshold=threshold,
+        )
         assert result.usage.reward_calls == len(reports) == 3
         calls = [r.usage.engine_calls for r in reports]
         per_wave = [b - a for a, b in zip([0] + calls, calls)]
@@ -181,8 +192,13 @@ def test_lineage_and_weights_are_in_the_trace():
     assert max(children_of(result, n.text) for n in result.trace[1:]) >= 2
     # The last wave's nodes (every path ends at step 3) hold the whole population.
     by_id = {n.id: n for n in result.trace}
-    last = [n for n in result.trace if n.parent is not None
-            and by_id[n.parent].parent is not None and by_id[by_id[n.parent].parent].parent == 0]
+    last = [
+        n
+        for n in result.trace
+        if n.parent is not None
+        and by_id[n.parent].parent is not None
+        and by_id[by_id[n.parent].parent].parent == 0
+    ]
     assert sum(n.weight for n in last) == pytest.approx(1.0)
 
 
@@ -211,8 +227,15 @@ def test_the_budget_ending_first_completes_the_heaviest_partial_path():
 def test_generated_tokens_never_exceed_the_budget(
     n, max_tokens, max_new_tokens, max_step_tokens, max_steps, resampling, ess_threshold
 ):
-    fields = dict(n=n, seed=0, max_new_tokens=max_new_tokens, max_step_tokens=max_step_tokens,
-                  max_steps=max_steps, resampling=resampling, ess_threshold=ess_threshold)
+    fields = dict(
+        n=n,
+        seed=0,
+        max_new_tokens=max_new_tokens,
+        max_step_tokens=max_step_tokens,
+        max_steps=max_steps,
+        resampling=resampling,
+        ess_threshold=ess_threshold,
+    )
     limited = run_pf(limits=BudgetLimits(max_tokens=max_tokens), **fields)
     assert limited.usage.generated_tokens <= max_tokens
     assert limited.stopped_reason in (StopReason.COMPLETED, StopReason.TOKEN_BUDGET)
@@ -284,5 +307,9 @@ def test_bad_parameters_are_400s_naming_the_field(fields, field):
 def test_defaults_and_the_sampling_temperature_stay_apart():
     params = ParticleFilteringParams(temperature=0.3)
     assert (params.n, params.weight_temperature, params.resampling, params.ess_threshold) == (
-        8, 1.0, "systematic", 0.5)
+        8,
+        1.0,
+        "systematic",
+        0.5,
+    )
     assert params.temperature == 0.3 and params.needs_reward

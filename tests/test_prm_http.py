@@ -11,8 +11,14 @@ import httpx
 import pytest
 
 QUESTION = "Sam has 3 bags with 4 marbles in each bag. How many marbles does Sam have?"
-REQUEST = {"question": QUESTION, "n": 4, "max_new_tokens": 48, "seed": 17,
-           "selection": "weighted", "reward": "prm"}
+REQUEST = {
+    "question": QUESTION,
+    "n": 4,
+    "max_new_tokens": 48,
+    "seed": 17,
+    "selection": "weighted",
+    "reward": "prm",
+}
 
 
 def solve(client: httpx.Client, **body) -> dict:
@@ -50,9 +56,13 @@ def test_prm_scores_repeat_exactly_in_float32(float32_client: httpx.Client) -> N
     # from vLLM's prefix cache, which rounds differently (CI once saw mean_logprob
     # differ in the 7th digit).
     assert solve(float32_client)["candidates"] == [
-        {**c, "mean_logprob": pytest.approx(c["mean_logprob"], rel=1e-4),
-         "score": pytest.approx(c["score"], rel=1e-4)}
-        for c in body["candidates"]]
+        {
+            **c,
+            "mean_logprob": pytest.approx(c["mean_logprob"], rel=1e-4),
+            "score": pytest.approx(c["score"], rel=1e-4),
+        }
+        for c in body["candidates"]
+    ]
 
 
 def test_unknown_reward_lists_the_configured_ones_including_prm(client: httpx.Client) -> None:

@@ -13,8 +13,9 @@ import asyncio
 import math
 import sys
 import threading
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Any, Coroutine, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -34,8 +35,15 @@ SOLUTIONS = [
     ["12"],
 ]
 TAG_ID = 49152  # the id the tiny models' tokenizer gives the added tag token
-FLAGS = ["--enforce-eager", "--gpu-memory-utilization", "0.1", "--max-model-len", "1024",
-         "--dtype", "float32"]
+FLAGS = [
+    "--enforce-eager",
+    "--gpu-memory-utilization",
+    "0.1",
+    "--max-model-len",
+    "1024",
+    "--dtype",
+    "float32",
+]
 
 
 class LoopThread:
@@ -63,8 +71,14 @@ def loop() -> Iterator[LoopThread]:
 
 def _local(loop: LoopThread, model: Path, pooling: bool) -> LocalPRMBackend:
     async def start() -> LocalPRMBackend:
-        options = EngineOptions(model=str(model), served_model_name="prm", max_model_len=1024,
-                                gpu_memory_utilization=0.1, enforce_eager=True, dtype="float32")
+        options = EngineOptions(
+            model=str(model),
+            served_model_name="prm",
+            max_model_len=1024,
+            gpu_memory_utilization=0.1,
+            enforce_eager=True,
+            dtype="float32",
+        )
         return LocalPRMBackend.start(options, pooling=pooling)
 
     return loop.run(start())
@@ -74,14 +88,30 @@ def _local(loop: LoopThread, model: Path, pooling: bool) -> LocalPRMBackend:
 def remotes(tiny_prms: dict[str, Path], tmp_path_factory) -> Iterator[dict[str, RunningServer]]:
     """Both `vllm serve` PRMs, launched before the in-process engines so they boot
     while those start; each test waits for the one it uses."""
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-               "--served-model-name", "tiny-prm", "--host", "127.0.0.1", "--port", "{port}",
-               *FLAGS]
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--served-model-name",
+        "tiny-prm",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        *FLAGS,
+    ]
     logs = tmp_path_factory.mktemp("prm-serve")
     servers = {
         "qwen": launch_server(
-            command + ["--model", str(tiny_prms["qwen"]),
-                       "--pooler-config", f'{{"step_tag_id": {TAG_ID}}}'], logs / "qwen.log"),
+            command
+            + [
+                "--model",
+                str(tiny_prms["qwen"]),
+                "--pooler-config",
+                f'{{"step_tag_id": {TAG_ID}}}',
+            ],
+            logs / "qwen.log",
+        ),
         "token": launch_server(command + ["--model", str(tiny_prms["token"])], logs / "token.log"),
     }
     yield servers
@@ -164,10 +194,14 @@ def _checks_alignment(loop: LoopThread, client: Any) -> None:
 def test_qwen_prm_in_process(loop: LoopThread, qwen_local: LocalPRMBackend) -> None:
     prm = QwenPRM(qwen_local)
     _checks_alignment(loop, prm)
-    rows = loop.run(qwen_local.classify_steps(
-        [loop.run(qwen_local.render_chat(_qwen_chat(SOLUTIONS[0]), False))], TAG_ID))
-    assert len(rows[0]) == 3 and all(len(r) == 2 and math.isclose(sum(r), 1, abs_tol=1e-5)
-                                     for r in rows[0])
+    rows = loop.run(
+        qwen_local.classify_steps(
+            [loop.run(qwen_local.render_chat(_qwen_chat(SOLUTIONS[0]), False))], TAG_ID
+        )
+    )
+    assert len(rows[0]) == 3 and all(
+        len(r) == 2 and math.isclose(sum(r), 1, abs_tol=1e-5) for r in rows[0]
+    )
     assert [r[1] for r in rows[0]] == pytest.approx(_score(loop, prm, SOLUTIONS[:1])[0])
 
     async def metered() -> int:
@@ -229,15 +263,17 @@ def test_math_shepherd_reads_plus_minus_at_each_tag(loop, token_local) -> None:
     for good, bad in reads:
         assert good < 0 and bad < 0 and math.exp(good) + math.exp(bad) < 1
     expected = [math.exp(g) / (math.exp(g) + math.exp(b)) for g, b in reads]
-    assert _score(loop, TokenLogitPRM(token_local, "math-shepherd"), [steps])[0] == \
-        pytest.approx(expected, abs=1e-6)
+    assert _score(loop, TokenLogitPRM(token_local, "math-shepherd"), [steps])[0] == pytest.approx(
+        expected, abs=1e-6
+    )
 
 
 @pytest.mark.parametrize("fmt", ["math-shepherd", "rlhflow"])
 def test_token_logit_prm_remote_equals_in_process(loop, token_local, token_server, fmt) -> None:
     remote = TokenLogitPRM(RemotePRMBackend(token_server.url, timeout_s=60), fmt)
-    assert _close(_score(loop, remote, SOLUTIONS), _score(loop, TokenLogitPRM(token_local, fmt),
-                                                          SOLUTIONS))
+    assert _close(
+        _score(loop, remote, SOLUTIONS), _score(loop, TokenLogitPRM(token_local, fmt), SOLUTIONS)
+    )
     loop.run(remote.backend.close())
 
 

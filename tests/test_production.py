@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import openai
@@ -36,11 +36,28 @@ def keyed_server(embedded_model: Path, tmp_path_factory) -> Iterator[RunningServ
     key_file.write_text(f"# one key per line\n{KEY_B}\n")
     server = start_server(
         ponder_command(
-            "--policy", str(embedded_model), "--served-model-name", MODEL,
-            "--block-size", "32", "--api-key", KEY_A, "--api-key-file", str(key_file),
-            "--metrics-require-key", "--max-concurrent-searches", "1",
-            "--max-queued-searches", "1", "--max-body-bytes", str(MAX_BODY_BYTES),
-            "--max-messages", "4", "--max-choices", "2", *ENGINE_FLAGS,
+            "--policy",
+            str(embedded_model),
+            "--served-model-name",
+            MODEL,
+            "--block-size",
+            "32",
+            "--api-key",
+            KEY_A,
+            "--api-key-file",
+            str(key_file),
+            "--metrics-require-key",
+            "--max-concurrent-searches",
+            "1",
+            "--max-queued-searches",
+            "1",
+            "--max-body-bytes",
+            str(MAX_BODY_BYTES),
+            "--max-messages",
+            "4",
+            "--max-choices",
+            "2",
+            *ENGINE_FLAGS,
         ),
         folder / "server.log",
         "/health",
@@ -50,8 +67,7 @@ def keyed_server(embedded_model: Path, tmp_path_factory) -> Iterator[RunningServ
 
 
 def sdk_for(server: RunningServer, key: str, timeout: float = 120) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0,
-                         timeout=timeout)
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=timeout)
 
 
 def ask(client: openai.OpenAI, **kwargs):
@@ -106,8 +122,9 @@ def test_full_queue_is_a_429_with_retry_after(keyed_server: RunningServer) -> No
         queued = threading.Thread(target=slow, args=("queued",))
         queued.start()
         auth = {"Authorization": f"Bearer {KEY_A}"}
-        assert wait_for(lambda: 'ponder_queue_depth 1.0' in
-                         watcher.get("/metrics", headers=auth).text, 10)
+        assert wait_for(
+            lambda: "ponder_queue_depth 1.0" in watcher.get("/metrics", headers=auth).text, 10
+        )
         with pytest.raises(openai.RateLimitError) as raised:
             ask(sdk_for(keyed_server, KEY_A))
         # Refused at once, not after waiting for a slot: the queued search (which
@@ -135,8 +152,12 @@ def test_request_id_is_echoed_and_logged_as_one_json_line(
     response = httpx.post(
         keyed_server.url + "/v1/chat/completions",
         headers={"Authorization": f"Bearer {KEY_B}", "X-Request-ID": "trace-42"},
-        json={"model": MODEL, "max_tokens": 8, "seed": 1,
-              "messages": [{"role": "user", "content": "What is 3 * 4?"}]},
+        json={
+            "model": MODEL,
+            "max_tokens": 8,
+            "seed": 1,
+            "messages": [{"role": "user", "content": "What is 3 * 4?"}],
+        },
         timeout=120,
     )
     assert response.status_code == 200, response.text
@@ -149,8 +170,9 @@ def test_request_id_is_echoed_and_logged_as_one_json_line(
     assert line["strategy"] == "best_of_n" and line["stopped_reason"] == ["completed"]
     assert line["spent"]["generated_tokens"] == response.json()["usage"]["completion_tokens"]
     assert line["budget"]["max_tokens"] > 0 and line["latency_s"] > 0
-    scrape = httpx.get(keyed_server.url + "/metrics",
-                       headers={"Authorization": f"Bearer {KEY_B}"}).text
+    scrape = httpx.get(
+        keyed_server.url + "/metrics", headers={"Authorization": f"Bearer {KEY_B}"}
+    ).text
     series = 'ponder_tokens_total{kind="generated",strategy="best_of_n"}'
     assert _sample(scrape, series) >= line["spent"]["generated_tokens"] > 0
 
@@ -160,7 +182,9 @@ def test_unreachable_backend_is_a_503_for_the_sdk_and_in_the_stream(tmp_path: Pa
     dead = f"http://127.0.0.1:{free_port()}/v1"
     server = start_server(
         ponder_command("--policy-url", dead, "--served-model-name", "ghost"),
-        tmp_path / "server.log", "/v1/models", timeout_s=60,
+        tmp_path / "server.log",
+        "/v1/models",
+        timeout_s=60,
     )
     try:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
@@ -189,4 +213,3 @@ def _sample(scrape: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     raise AssertionError(f"{name} not in /metrics")
-

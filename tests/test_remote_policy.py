@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -18,9 +18,22 @@ def vllm_server(embedded_model: Path, tmp_path_factory) -> Iterator[RunningServe
     # distribution named `vllm` and dies; the module is the same server.
     log = tmp_path_factory.mktemp("vllm") / "vllm.log"
     server = start_server(
-        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
-         str(embedded_model), "--served-model-name", "smol-remote", "--host", "127.0.0.1",
-         "--port", "{port}", "--dtype", "float32", *ENGINE_FLAGS],
+        [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(embedded_model),
+            "--served-model-name",
+            "smol-remote",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--dtype",
+            "float32",
+            *ENGINE_FLAGS,
+        ],
         log,
         "/health",
     )
@@ -33,8 +46,10 @@ def remote_ponder(vllm_server: RunningServer, tmp_path_factory) -> Iterator[Runn
     log = tmp_path_factory.mktemp("ponder-remote") / "server.log"
     server = start_server(
         # No reward: the reward-guided strategies must then be refused (below).
-        ponder_command("--policy-url", vllm_server.url + "/v1", "--reward", "none"), log,
-        "/health", timeout_s=60,
+        ponder_command("--policy-url", vllm_server.url + "/v1", "--reward", "none"),
+        log,
+        "/health",
+        timeout_s=60,
     )
     yield server
     assert not server.stop()

@@ -110,7 +110,7 @@ def test_a_request_without_aggregation_gets_the_rewards_own(
 ) -> None:
     params = params_for(strategy)
     resolved = with_reward_aggregation(params, reward)
-    assert getattr(resolved, "aggregation") == expected
+    assert resolved.aggregation == expected
     assert resolved.model_dump(exclude={"aggregation"}) == params.model_dump(
         exclude={"aggregation"}
     )
@@ -149,8 +149,11 @@ def test_prefix_scores_aggregate_every_prefix(how: Aggregation, expected: list[f
 
 def prm(default: str = "last") -> DeclaringReward:
     """A PRM stand-in: 0.9, 0.8, 0.7 for the steps of both example solutions."""
-    table = {step: score for steps in (WRONG_FIRST_STEP, ALL_RIGHT)
-             for step, score in zip(steps, (0.9, 0.8, 0.7))}
+    table = {
+        step: score
+        for steps in (WRONG_FIRST_STEP, ALL_RIGHT)
+        for step, score in zip(steps, (0.9, 0.8, 0.7))
+    }
     return DeclaringReward(table, name="learned-prm", default_aggregation=default)
 
 
@@ -206,11 +209,11 @@ def test_an_ensemble_member_can_be_named_in_a_renamed_wrapper() -> None:
 def test_the_server_plans_a_search_with_the_rewards_own_aggregation(
     fields: dict[str, str], reward: str, expected: str
 ) -> None:
+    from search_strategies.protocols import Problem
     from server.schemas import SearchOptions
     from server.service import PolicyBackend, SolveService
-    from search_strategies.protocols import Problem
 
     rewards = {"arithmetic": ArithmeticVerifier(), "prm": prm()}
     service = SolveService(cast(PolicyBackend, ScriptedPolicy([])), ServerLimits(), "", rewards)
     plan = service.plan("best_of_n", fields, SearchOptions(reward=reward), Problem("q"))
-    assert getattr(plan.params, "aggregation") == expected
+    assert plan.params.aggregation == expected

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import pytest
 
@@ -65,7 +65,9 @@ def test_math_shepherd_format_numbers_steps_and_tags_them() -> None:
 def test_rlhflow_format_is_one_user_turn_per_step_with_plus_answers() -> None:
     turns = rlhflow_messages("Q?", ["a", "b", "c"], 1)
     assert [(t.role, t.content) for t in turns] == [
-        ("user", "Q? a"), ("assistant", "+"), ("user", "b")
+        ("user", "Q? a"),
+        ("assistant", "+"),
+        ("user", "b"),
     ]
 
 

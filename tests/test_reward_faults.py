@@ -12,7 +12,7 @@ import json
 import socket
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,8 +22,11 @@ from server.settings import Settings
 from tests.fakes import ScriptedPolicy
 from tests.servers import free_port
 
-ANSWERS = ["3 * 4 = 12\n\nThe answer is 12.", "3 + 4 = 7\n\nThe answer is 7.",
-           "4 * 3 = 12\n\nThe answer is 12."]
+ANSWERS = [
+    "3 * 4 = 12\n\nThe answer is 12.",
+    "3 + 4 = 7\n\nThe answer is 7.",
+    "4 * 3 = 12\n\nThe answer is 12.",
+]
 
 
 class ScriptedBackend(ScriptedPolicy):
@@ -75,8 +78,10 @@ def client_for(prm_url: str, **settings) -> TestClient:
 
 
 def solve(client: TestClient, **body):
-    return client.post("/v1/solve", json={"question": "3 bags of 4?", "n": 3,
-                                          "selection": "weighted", "reward": "prm", **body})
+    return client.post(
+        "/v1/solve",
+        json={"question": "3 bags of 4?", "n": 3, "selection": "weighted", "reward": "prm", **body},
+    )
 
 
 def test_dead_prm_is_a_503_naming_it() -> None:
@@ -121,16 +126,23 @@ def test_bad_fallback_value_is_a_400() -> None:
 def test_chat_choices_say_when_the_reward_failed() -> None:
     """The chat endpoint reports a reward fallback per choice, streamed or not."""
     url = f"http://127.0.0.1:{free_port()}"
-    body = {"model": "scripted@best_of_n",
-            "messages": [{"role": "user", "content": "3 bags of 4?"}],
-            "search": {"n": 3, "selection": "weighted", "reward": "prm", "reward_fallback": "none"}}
+    body = {
+        "model": "scripted@best_of_n",
+        "messages": [{"role": "user", "content": "3 bags of 4?"}],
+        "search": {"n": 3, "selection": "weighted", "reward": "prm", "reward_fallback": "none"},
+    }
     with client_for(url) as client:
         reply = client.post("/v1/chat/completions", json=body).json()
         with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as stream:
-            events = [json.loads(line[len("data: "):]) for line in stream.iter_lines()
-                      if line.startswith("data: {")]
-        refused = client.post("/v1/chat/completions", json={
-            **body, "search": {**body["search"], "reward_fallback": "error"}})
+            events = [
+                json.loads(line[len("data: ") :])
+                for line in stream.iter_lines()
+                if line.startswith("data: {")
+            ]
+        refused = client.post(
+            "/v1/chat/completions",
+            json={**body, "search": {**body["search"], "reward_fallback": "error"}},
+        )
     search = reply["choices"][0]["search"]
     assert "unreachable" in search["reward_error"] and search["answer"] == "12"
     finish = [e["choices"][0] for e in events if e["choices"] and e["choices"][0]["finish_reason"]]
@@ -163,17 +175,20 @@ def test_ensemble_over_http_is_the_weighted_mean_of_its_members() -> None:
     """`--reward arithmetic:0.5,self-judge:0.5` through the app: the default reward is
     the ensemble, and each candidate's score is the mean of what the members give
     (the scripted policy never answers yes or no, so its self-judge scores 0.5)."""
+
     async def policy(_: Settings) -> ScriptedBackend:
-        return ScriptedBackend(["3 * 4 = 12\n\nThe answer is 12.",
-                                "3 * 4 = 13\n\nThe answer is 13."])
+        return ScriptedBackend(
+            ["3 * 4 = 12\n\nThe answer is 12.", "3 * 4 = 13\n\nThe answer is 13."]
+        )
 
     config = Settings(reward="arithmetic:0.5,self-judge:0.5")
-    request = {"question": "3 bags of 4?", "n": 3, "selection": "max_reward",
-               "aggregation": "mean"}
+    request = {"question": "3 bags of 4?", "n": 3, "selection": "max_reward", "aggregation": "mean"}
     with TestClient(create_app(config, policy_factory=policy)) as client:
         ensemble = client.post("/v1/solve", json=request).json()
-        members = {name: client.post("/v1/solve", json={**request, "reward": name}).json()
-                   for name in ("arithmetic", "self-judge")}
+        members = {
+            name: client.post("/v1/solve", json={**request, "reward": name}).json()
+            for name in ("arithmetic", "self-judge")
+        }
     assert ensemble["reward"] == "ensemble"
     arithmetic = [c["score"] for c in members["arithmetic"]["candidates"]]
     judge = [c["score"] for c in members["self-judge"]["candidates"]]

@@ -12,8 +12,8 @@ import argparse
 import asyncio
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import httpx
 import pytest
@@ -47,8 +47,11 @@ _SPLIT = re.compile("(" + "|".join(re.escape(tag) for tag in _SPECIAL) + ")")
 
 def tokenize(text: str) -> list[int]:
     """The step tags are one token each; every other character is one token."""
-    return [tok for part in _SPLIT.split(text)
-            for tok in ([_SPECIAL[part]] if part in _SPECIAL else [1000 + ord(c) for c in part])]
+    return [
+        tok
+        for part in _SPLIT.split(text)
+        for tok in ([_SPECIAL[part]] if part in _SPECIAL else [1000 + ord(c) for c in part])
+    ]
 
 
 @dataclass
@@ -175,30 +178,56 @@ def q(name: str, kind: str, model: str | None = None, url: str | None = None) ->
         ("j=self-judge", ("j",), (q("j", "self-judge"),)),
         ("j=self-judge:/models/judge", ("j",), (q("j", "self-judge", "/models/judge"),)),
         ("j=self-judge:http://h:8003/v1", ("j",), (q("j", "self-judge", url="http://h:8003/v1"),)),
-        ("shepherd=math-shepherd:/models/math-shepherd-mistral-7b-prm", ("shepherd",),
-         (q("shepherd", "math-shepherd", "/models/math-shepherd-mistral-7b-prm"),)),
-        ("qwen=qwen:http://127.0.0.1:8002", ("qwen",),
-         (q("qwen", "qwen", url="http://127.0.0.1:8002"),)),
-        ("hf=qwen:Qwen/Qwen2.5-Math-PRM-7B", ("hf",),
-         (q("hf", "qwen", "Qwen/Qwen2.5-Math-PRM-7B"),)),
-        ("r = rlhflow : https://prm.example/v1 ", ("r",),
-         (q("r", "rlhflow", url="https://prm.example/v1"),)),
+        (
+            "shepherd=math-shepherd:/models/math-shepherd-mistral-7b-prm",
+            ("shepherd",),
+            (q("shepherd", "math-shepherd", "/models/math-shepherd-mistral-7b-prm"),),
+        ),
+        (
+            "qwen=qwen:http://127.0.0.1:8002",
+            ("qwen",),
+            (q("qwen", "qwen", url="http://127.0.0.1:8002"),),
+        ),
+        (
+            "hf=qwen:Qwen/Qwen2.5-Math-PRM-7B",
+            ("hf",),
+            (q("hf", "qwen", "Qwen/Qwen2.5-Math-PRM-7B"),),
+        ),
+        (
+            "r = rlhflow : https://prm.example/v1 ",
+            ("r",),
+            (q("r", "rlhflow", url="https://prm.example/v1"),),
+        ),
         # Without a list the definitions are the choices, the first the default.
-        ("verifier=arithmetic; shepherd=math-shepherd:/m/s; qwen=qwen:http://h:1",
-         ("verifier", "shepherd", "qwen"),
-         (q("verifier", "arithmetic"), q("shepherd", "math-shepherd", "/m/s"),
-          q("qwen", "qwen", url="http://h:1"))),
+        (
+            "verifier=arithmetic; shepherd=math-shepherd:/m/s; qwen=qwen:http://h:1",
+            ("verifier", "shepherd", "qwen"),
+            (
+                q("verifier", "arithmetic"),
+                q("shepherd", "math-shepherd", "/m/s"),
+                q("qwen", "qwen", url="http://h:1"),
+            ),
+        ),
         # A list orders (its first is the default); unlisted definitions come after it.
-        ("q=qwen:/m/q; s=math-shepherd:/m/s; arithmetic,s", ("arithmetic", "s", "q"),
-         (q("q", "qwen", "/m/q"), q("s", "math-shepherd", "/m/s"))),
+        (
+            "q=qwen:/m/q; s=math-shepherd:/m/s; arithmetic,s",
+            ("arithmetic", "s", "q"),
+            (q("q", "qwen", "/m/q"), q("s", "math-shepherd", "/m/s")),
+        ),
         # The list may come before the definitions it names.
         ("q,arithmetic; q=qwen:/m/q", ("q", "arithmetic"), (q("q", "qwen", "/m/q"),)),
         # Weights for named PRMs: in a list.
-        ("q=qwen:/m/q; s=math-shepherd:/m/s; q:0.7,s:0.3", (ENSEMBLE, "q", "s"),
-         (q("q", "qwen", "/m/q"), q("s", "math-shepherd", "/m/s"))),
+        (
+            "q=qwen:/m/q; s=math-shepherd:/m/s; q:0.7,s:0.3",
+            (ENSEMBLE, "q", "s"),
+            (q("q", "qwen", "/m/q"), q("s", "math-shepherd", "/m/s")),
+        ),
         # A learned kind's name may name a reward of it (a bare list item cannot be one).
-        ("qwen=qwen:http://h:1; qwen,arithmetic", ("qwen", "arithmetic"),
-         (q("qwen", "qwen", url="http://h:1"),)),
+        (
+            "qwen=qwen:http://h:1; qwen,arithmetic",
+            ("qwen", "arithmetic"),
+            (q("qwen", "qwen", url="http://h:1"),),
+        ),
         # Several lists are one list.
         ("arithmetic; self-judge", ("arithmetic", "self-judge"), ()),
         ("prm:2,arithmetic:1", (ENSEMBLE, "prm", "arithmetic"), ()),
@@ -265,20 +294,38 @@ def test_a_name_defined_by_the_prm_flags_cannot_be_defined_again() -> None:
 
 
 def test_repeated_flags_and_the_environment_are_clauses() -> None:
-    argv = ["--reward", "verifier=arithmetic", "--reward", "shepherd=math-shepherd:/m/s",
-            "--reward", "qwen=qwen:http://127.0.0.1:8002/v1"]
+    argv = [
+        "--reward",
+        "verifier=arithmetic",
+        "--reward",
+        "shepherd=math-shepherd:/m/s",
+        "--reward",
+        "qwen=qwen:http://127.0.0.1:8002/v1",
+    ]
     expected = ("verifier", "shepherd", "qwen")
     assert validate_reward_settings(parse_flags(argv)).choices == expected
-    env = {"PONDER_REWARD": "verifier=arithmetic; shepherd=math-shepherd:/m/s; "
-                            "qwen=qwen:http://127.0.0.1:8002/v1"}
+    env = {
+        "PONDER_REWARD": "verifier=arithmetic; shepherd=math-shepherd:/m/s; "
+        "qwen=qwen:http://127.0.0.1:8002/v1"
+    }
     assert validate_reward_settings(parse_flags([], env)).choices == expected
     # A flag still beats the environment, and one --reward is kept as given.
     assert parse_flags(["--reward", "arithmetic,self-judge"], env).reward == "arithmetic,self-judge"
 
 
 def test_the_prm_flags_keep_working_beside_named_prms() -> None:
-    settings = parse_flags(["--prm", "/m/prm", "--prm-kind", "math-shepherd",
-                            "--reward", "q=qwen:/m/q", "--reward", "prm:1,q:1"])
+    settings = parse_flags(
+        [
+            "--prm",
+            "/m/prm",
+            "--prm-kind",
+            "math-shepherd",
+            "--reward",
+            "q=qwen:/m/q",
+            "--reward",
+            "prm:1,q:1",
+        ]
+    )
     assert validate_reward_settings(settings).choices == (ENSEMBLE, "prm", "q")
     assert server_rewards.prm_definition(settings) == q("prm", "math-shepherd", "/m/prm")
     remote = Settings(prm="served-name", prm_url="http://h:8002")
@@ -290,8 +337,10 @@ def test_the_prm_flags_keep_working_beside_named_prms() -> None:
 
 def test_several_named_prms_build_distinct_clients() -> None:
     ctx = FakeContext()
-    spec = ("a=qwen:/m/a; b=qwen:http://h:1/v1; c=math-shepherd:/m/c; d=rlhflow:http://h:2; "
-            "j=self-judge:/m/j; p=self-judge; v=arithmetic; a:1,c:3")
+    spec = (
+        "a=qwen:/m/a; b=qwen:http://h:1/v1; c=math-shepherd:/m/c; d=rlhflow:http://h:2; "
+        "j=self-judge:/m/j; p=self-judge; v=arithmetic; a:1,c:3"
+    )
     rewards = asyncio.run(open_reward_clients(spec, ctx))
     assert list(rewards) == [ENSEMBLE, "a", "c", "b", "d", "j", "p", "v"]
     assert [r.name for r in rewards.values()] == list(rewards)
@@ -302,8 +351,10 @@ def test_several_named_prms_build_distinct_clients() -> None:
     assert [x.backend for x in (a, b, c, d)] == [ctx.backends[n] for n in "abcd"]
     assert len({id(x.backend) for x in (a, b, c, d)}) == 4
     assert {n: (b.source, b.pooling) for n, b in ctx.backends.items()} == {
-        "a": (ModelSource("/m/a"), True), "b": (ModelSource(url="http://h:1/v1"), True),
-        "c": (ModelSource("/m/c"), False), "d": (ModelSource(url="http://h:2"), False),
+        "a": (ModelSource("/m/a"), True),
+        "b": (ModelSource(url="http://h:1/v1"), True),
+        "c": (ModelSource("/m/c"), False),
+        "d": (ModelSource(url="http://h:2"), False),
     }
     # A self-judge with a model asks its own judge; without one, the policy.
     assert ctx.judges["j"][0] == ModelSource("/m/j") and set(ctx.judges) == {"j"}
@@ -322,9 +373,13 @@ def test_named_prms_score_through_their_own_backends() -> None:
     ctx.backends["a"].good, ctx.backends["c"].good = 0.9, 0.2
     solutions = [["3 * 4 = 12", "The answer is 12."], ["3 + 4 = 7"]]
     assert asyncio.run(rewards["a"].score("3 bags of 4?", solutions)) == [
-        [pytest.approx(0.9)] * 2, [pytest.approx(0.9)]]
+        [pytest.approx(0.9)] * 2,
+        [pytest.approx(0.9)],
+    ]
     assert asyncio.run(rewards["c"].score("3 bags of 4?", solutions)) == [
-        [pytest.approx(0.2)] * 2, [pytest.approx(0.2)]]
+        [pytest.approx(0.2)] * 2,
+        [pytest.approx(0.2)],
+    ]
     assert ctx.backends["a"].calls == 1 and ctx.backends["c"].calls == 1
 
 
@@ -349,8 +404,9 @@ def fake_backends(monkeypatch: pytest.MonkeyPatch) -> list[FakePRMBackend]:
 
 
 def test_the_server_registers_close_and_health_per_named_prm(fake_backends) -> None:
-    settings = Settings(reward="shep=math-shepherd:/m/s; qwen=qwen:http://h:1; arithmetic",
-                        prm="/m/legacy")
+    settings = Settings(
+        reward="shep=math-shepherd:/m/s; qwen=qwen:http://h:1; arithmetic", prm="/m/legacy"
+    )
 
     async def scenario():
         opened = await open_rewards(settings, ScriptedPolicy(["yes"]))
@@ -362,8 +418,10 @@ def test_the_server_registers_close_and_health_per_named_prm(fake_backends) -> N
     opened, health = asyncio.run(scenario())
     assert list(opened.clients) == ["arithmetic", "shep", "qwen", "prm"]
     assert [(b.name, b.source, b.pooling) for b in fake_backends] == [
-        ("shep", ModelSource("/m/s"), False), ("qwen", ModelSource(url="http://h:1"), True),
-        ("prm", ModelSource("/m/legacy"), True)]
+        ("shep", ModelSource("/m/s"), False),
+        ("qwen", ModelSource(url="http://h:1"), True),
+        ("prm", ModelSource("/m/legacy"), True),
+    ]
     assert health["shep"] == "ok" and health["prm"] == "ok"
     assert health["qwen"].startswith("unavailable: ") and "'qwen'" in health["qwen"]
     assert all(b.closed for b in fake_backends)
@@ -390,19 +448,29 @@ ANSWERS = ["3 * 4 = 12\n\nThe answer is \\boxed{12}.", "3 + 4 = 7\n\nThe answer 
 
 
 def test_two_named_prms_are_selectable_and_on_health_in_the_app(fake_backends) -> None:
-    settings = Settings(reward="verifier=arithmetic; shepherd=math-shepherd:/models/shepherd; "
-                               "qwen=qwen:http://127.0.0.1:9/v1")
+    settings = Settings(
+        reward="verifier=arithmetic; shepherd=math-shepherd:/models/shepherd; "
+        "qwen=qwen:http://127.0.0.1:9/v1"
+    )
     backend = StandInBackend(ScriptedPolicy(ANSWERS))
     with serve_in_thread(settings, backend) as url, httpx.Client(base_url=url, timeout=30) as http:
         health = http.get("/health").json()
         bodies = {}
         for name in ("shepherd", "qwen", "verifier"):
-            response = http.post("/v1/solve", json={
-                "question": "3 bags of 4?", "n": 2, "selection": "max_reward", "reward": name})
+            response = http.post(
+                "/v1/solve",
+                json={
+                    "question": "3 bags of 4?",
+                    "n": 2,
+                    "selection": "max_reward",
+                    "reward": name,
+                },
+            )
             assert response.status_code == 200, response.text
             bodies[name] = response.json()
-        default = http.post("/v1/solve", json={"question": "3 bags of 4?", "n": 2,
-                                               "selection": "max_reward"}).json()
+        default = http.post(
+            "/v1/solve", json={"question": "3 bags of 4?", "n": 2, "selection": "max_reward"}
+        ).json()
         unknown = http.post("/v1/solve", json={"question": "q", "reward": "oracle"})
         fake_backends[0].healthy = False
         degraded = http.get("/health").json()
@@ -429,22 +497,28 @@ def test_named_remote_prms_are_real_remote_backends_named_in_errors() -> None:
     from tests.servers import free_port
 
     urls = {name: f"http://127.0.0.1:{free_port()}" for name in ("left", "right")}
-    settings = Settings(reward="; ".join(f"{n}=qwen:{u}" for n, u in urls.items()),
-                        prm_timeout_s=1.0)
+    settings = Settings(
+        reward="; ".join(f"{n}=qwen:{u}" for n, u in urls.items()), prm_timeout_s=1.0
+    )
 
     async def policy(_: Settings) -> StandInBackend:
         return StandInBackend(ScriptedPolicy(ANSWERS))
 
     with TestClient(create_app(settings, policy)) as client:
         health = client.get("/health").json()
-        errors = {name: client.post("/v1/solve", json={
-            "question": "q", "n": 2, "selection": "weighted", "reward": name})
-            for name in urls}
+        errors = {
+            name: client.post(
+                "/v1/solve", json={"question": "q", "n": 2, "selection": "weighted", "reward": name}
+            )
+            for name in urls
+        }
     assert health["status"] == "degraded" and set(health["rewards"]) == set(urls)
     for name, url in urls.items():
         assert errors[name].status_code == 503
-        assert (f"reward backend {name!r} (remote PRM at {url}) unreachable"
-                in errors[name].json()["error"]["message"])
+        assert (
+            f"reward backend {name!r} (remote PRM at {url}) unreachable"
+            in errors[name].json()["error"]["message"]
+        )
 
 
 def test_ponder_serve_refuses_an_ambiguous_spec_before_any_engine(capsys) -> None:

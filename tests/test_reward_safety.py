@@ -12,7 +12,8 @@ import asyncio
 import math
 import threading
 import time
-from typing import Awaitable, TypeVar
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import pytest
 
@@ -59,8 +60,7 @@ ADVERSARIAL_STEPS = {
         [" * ".join(["99999999999"] * 120) + " = 1"] * 10
     ),
     "ten lines of 150 fractions 1/n": "\n".join(
-        " + ".join(f"1/{n}" for n in range(2 + 150 * j, 152 + 150 * j)) + " = 1"
-        for j in range(10)
+        " + ".join(f"1/{n}" for n in range(2 + 150 * j, 152 + 150 * j)) + " = 1" for j in range(10)
     ),
     "ten lines of 12 fractions 1/(p^e + i), e at the bound": "\n".join(
         [sum_of_fractions(12, bits=2048)] * 10

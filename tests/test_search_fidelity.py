@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
 
 from search_strategies.beam_search import BeamSearchParams, beam_search
@@ -90,15 +89,21 @@ DVTS_TREE = {
     "C" + D + "C2" + D: ["\\boxed{7}"],
 }
 DVTS_REWARDS = {
-    "A": 0.6, "\\boxed{2}": 0.1, "C": 0.5, "\\boxed{4}": 0.1,
-    "\\boxed{5}": 0.3, "\\boxed{6}": 0.2, "\\boxed{3}": 0.1, "C2": 0.9, "\\boxed{7}": 1.0,
+    "A": 0.6,
+    "\\boxed{2}": 0.1,
+    "C": 0.5,
+    "\\boxed{4}": 0.1,
+    "\\boxed{5}": 0.3,
+    "\\boxed{6}": 0.2,
+    "\\boxed{3}": 0.1,
+    "C2": 0.9,
+    "\\boxed{7}": 1.0,
 }
 
 
 def test_dvts_runs_until_every_subtree_best_path_has_ended():
     policy = TreePolicy(DVTS_TREE)
-    result = run_search(dvts, DVTSParams(n=4, beam_width=2), policy,
-                        TableReward(DVTS_REWARDS))
+    result = run_search(dvts, DVTSParams(n=4, beam_width=2), policy, TableReward(DVTS_REWARDS))
     # Round 3 expands only subtree 1's open best path, C2.
     assert [(prompts, p.n) for prompts, p in policy.calls] == [(1, 4), (2, 2), (1, 2)]
     assert result.answer == "7"
@@ -108,8 +113,7 @@ def test_dvts_runs_until_every_subtree_best_path_has_ended():
 def test_beam_search_still_stops_once_n_paths_have_finished():
     """Moving the stop into the survivor rule leaves beam search's rule as it was."""
     policy = TreePolicy(DVTS_TREE)
-    run_search(beam_search, BeamSearchParams(n=4, beam_width=2), policy,
-               TableReward(DVTS_REWARDS))
+    run_search(beam_search, BeamSearchParams(n=4, beam_width=2), policy, TableReward(DVTS_REWARDS))
     assert [(prompts, p.n) for prompts, p in policy.calls] == [(1, 4), (1, 2)]
 
 
@@ -120,8 +124,7 @@ def test_beam_search_still_stops_once_n_paths_have_finished():
 def test_mcts_simulations_are_expansions_of_distinct_leaves(simulations, first_waves):
     """A solution that never ends, so every simulation expands an open leaf."""
     policy = ScriptedPolicy(["step" + D])
-    params = MCTSParams(simulations=simulations, wave_size=4, expansion_width=3,
-                        max_steps=64)
+    params = MCTSParams(simulations=simulations, wave_size=4, expansion_width=3, max_steps=64)
     result = run_search(mcts, params, policy, TableReward({}))
     waves = [prompts for prompts, p in policy.calls if p.n == 3]
     assert sum(waves) == simulations
@@ -147,8 +150,14 @@ THREE_STEPS = {
     "Bbbbbb" + D + "B1" + D: ["\\boxed{7}"],
 }
 THREE_STEP_REWARDS = {
-    "A": 0.6, "Bbbbbb": 0.5, "A1": 0.3, "A22222": 0.25, "B1": 0.8,
-    "\\boxed{1}": 0.2, "\\boxed{2}": 0.2, "\\boxed{7}": 1.0,
+    "A": 0.6,
+    "Bbbbbb": 0.5,
+    "A1": 0.3,
+    "A22222": 0.25,
+    "B1": 0.8,
+    "\\boxed{1}": 0.2,
+    "\\boxed{2}": 0.2,
+    "\\boxed{7}": 1.0,
 }
 LAST_STEP_CASES = {
     "beam_search": (beam_search, BeamSearchParams(n=4, beam_width=2, max_steps=2)),
@@ -225,11 +234,13 @@ def test_budget_is_exact_with_last_steps_and_uneven_caps(
     name, max_tokens, max_new_tokens, max_step_tokens, max_steps
 ):
     strategy, model, base = BUDGET_CASES[name]
-    params = model(**base, max_new_tokens=max_new_tokens, max_step_tokens=max_step_tokens,
-                   max_steps=max_steps)
+    params = model(
+        **base, max_new_tokens=max_new_tokens, max_step_tokens=max_step_tokens, max_steps=max_steps
+    )
     reward = TableReward(THREE_STEP_REWARDS)
-    limited = run_search(strategy, params, TreePolicy(THREE_STEPS), reward,
-                         BudgetLimits(max_tokens=max_tokens))
+    limited = run_search(
+        strategy, params, TreePolicy(THREE_STEPS), reward, BudgetLimits(max_tokens=max_tokens)
+    )
     assert limited.usage.generated_tokens <= max_tokens
     unlimited = run_search(strategy, params, TreePolicy(THREE_STEPS), reward)
     assert unlimited.stopped_reason is StopReason.COMPLETED
@@ -249,6 +260,7 @@ FAN_TREE = {
 def expand(policy, parents_of, width: int, limits: BudgetLimits = BudgetLimits()):
     """The root's three first steps, then one `expand` over `parents_of(first steps)`
     with a seeded request: per parent entry, its children's texts."""
+
     async def go():
         budget = Budget(limits)
         metered = MeteredPolicy(policy, budget)
@@ -283,7 +295,7 @@ def test_entries_the_budget_drops_get_no_children():
     """After the first steps (7 tokens), room for two 4-token steps: the first two
     entries, in priority order; A's second copy is dropped."""
     policy = TreePolicy(FAN_TREE)
-    children = expand(policy, lambda first: [first[0], first[1], first[0]], 1,
-                      BudgetLimits(max_tokens=7 + 2 * 4))
+    children = expand(
+        policy, lambda first: [first[0], first[1], first[0]], 1, BudgetLimits(max_tokens=7 + 2 * 4)
+    )
     assert children == [["A0"], ["B0"], []]
-

@@ -48,6 +48,7 @@ def test_sixteen_concurrent_seeded_best_of_16_keep_engine_healthy(ponder_server,
     assert all(len(b["candidates"]) == 16 for b in bodies)
     assert min(b["usage"]["prompt_tokens"] for b in bodies) > 900
     assert client.get("/health").json()["status"] == "ok"
-    after = client.post("/v1/solve", json={"question": "What is 2 + 2?", "n": 2,
-                                           "max_new_tokens": 8, "seed": 1})
+    after = client.post(
+        "/v1/solve", json={"question": "What is 2 + 2?", "n": 2, "max_new_tokens": 8, "seed": 1}
+    )
     assert after.status_code == 200

@@ -11,13 +11,17 @@ from tests.fakes import ScriptedPolicy
 
 
 def first_token(alternatives: dict[str, float]) -> Completion:
-    return Completion(token_ids=(1,), text="x", logprobs=(-0.1,), finish_reason="length",
-                      top_logprobs=({t: math.log(p) for t, p in alternatives.items()},))
+    return Completion(
+        token_ids=(1,),
+        text="x",
+        logprobs=(-0.1,),
+        finish_reason="length",
+        top_logprobs=({t: math.log(p) for t, p in alternatives.items()},),
+    )
 
 
 def test_yes_mass_against_no_mass() -> None:
-    assert math.isclose(probability_of_yes(first_token({"Yes": 0.6, " no": 0.2, "So": 0.1})),
-                        0.75)
+    assert math.isclose(probability_of_yes(first_token({"Yes": 0.6, " no": 0.2, "So": 0.1})), 0.75)
     assert probability_of_yes(first_token({"So": 0.9})) == 0.5
     assert probability_of_yes(Completion((), "", (), "stop")) == 0.5
 

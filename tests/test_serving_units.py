@@ -89,8 +89,9 @@ def test_api_keys_from_repeated_flags_or_a_comma_separated_variable() -> None:
     add_settings_arguments(parser)
     flags = settings_from(parser.parse_args(["--api-key", "a", "--api-key", "b"]), {})
     assert flags.api_key == ("a", "b")
-    env = settings_from(parser.parse_args([]), {"PONDER_API_KEY": "c, d",
-                                                "PONDER_METRICS_REQUIRE_KEY": "true"})
+    env = settings_from(
+        parser.parse_args([]), {"PONDER_API_KEY": "c, d", "PONDER_METRICS_REQUIRE_KEY": "true"}
+    )
     assert env.api_key == ("c", "d") and env.metrics_require_key is True
     assert settings_from(parser.parse_args([]), {}).api_key == ()
 
@@ -101,30 +102,38 @@ def chat(messages: list[dict], **extra) -> ChatCompletionRequest:
 
 def test_turns_stay_turns() -> None:
     problem = problem_from(
-        chat([
-            {"role": "developer", "content": "Be brief."},
-            {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
-            {"role": "assistant", "content": "Hello."},
-            {"role": "user", "content": "What is 2+2?"},
-        ]),
+        chat(
+            [
+                {"role": "developer", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+                {"role": "assistant", "content": "Hello."},
+                {"role": "user", "content": "What is 2+2?"},
+            ]
+        ),
         "default",
     )
     assert problem.system_prompt == "Be brief." and problem.question == "What is 2+2?"
     assert [(m.role, m.content) for m in problem.history] == [
-        ("user", "Hi"), ("assistant", "Hello.")
+        ("user", "Hi"),
+        ("assistant", "Hello."),
     ]
     assert problem_from(chat([{"role": "user", "content": "q"}]), "default").system_prompt == (
         "default"
     )
     with pytest.raises(InvalidRequest, match="last message"):
-        problem_from(chat([{"role": "user", "content": "q"},
-                           {"role": "assistant", "content": "a"}]), "d")
+        problem_from(
+            chat([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]), "d"
+        )
 
 
 def run_with(text: str | None, finish: str = "stop") -> SearchRun:
     chosen = Candidate(text, None, -0.1, finish, 5) if text is not None else None
-    result = SearchResult(chosen=chosen, candidates=[chosen] if chosen else [],
-                          usage=Usage(), stopped_reason=StopReason.COMPLETED)
+    result = SearchResult(
+        chosen=chosen,
+        candidates=[chosen] if chosen else [],
+        usage=Usage(),
+        stopped_reason=StopReason.COMPLETED,
+    )
     return SearchRun("best_of_n", None, {}, result, 0.1)
 
 

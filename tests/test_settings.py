@@ -20,8 +20,10 @@ def test_flag_beats_environment_beats_default() -> None:
 
 
 def test_types_and_special_names() -> None:
-    settings = parse(["--enforce-eager", "--block-size", "32"],
-                     {"PONDER_CACHE": "/tmp/c", "PONDER_MAX_TIME_LIMIT_S": "2.5"})
+    settings = parse(
+        ["--enforce-eager", "--block-size", "32"],
+        {"PONDER_CACHE": "/tmp/c", "PONDER_MAX_TIME_LIMIT_S": "2.5"},
+    )
     assert settings.enforce_eager is True and settings.block_size == 32
     assert str(settings.cache_dir) == "/tmp/c" and settings.max_time_limit_s == 2.5
     assert settings.limits.max_time_limit_s == 2.5

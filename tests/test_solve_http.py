@@ -55,8 +55,10 @@ def test_best_of_n_uses_one_engine_call_and_counts_every_token(client: httpx.Cli
 def test_same_seed_same_answer(float32_client: httpx.Client) -> None:
     """Bit-identical repeats are the float32 promise (docs/reproducibility.md)."""
     request = dict(strategy="best_of_n", n=4, max_new_tokens=40, seed=1234)
-    first, second = (solve(float32_client, **request).json(),
-                     solve(float32_client, **request).json())
+    first, second = (
+        solve(float32_client, **request).json(),
+        solve(float32_client, **request).json(),
+    )
     assert [c["text"] for c in first["candidates"]] == [c["text"] for c in second["candidates"]]
     assert first["answer"] == second["answer"]
     other = solve(float32_client, **{**request, "seed": 4321}).json()
@@ -65,8 +67,10 @@ def test_same_seed_same_answer(float32_client: httpx.Client) -> None:
 
 def test_different_seeds_draw_different_samples_in_any_dtype(client: httpx.Client) -> None:
     request = dict(strategy="best_of_n", n=4, max_new_tokens=40)
-    texts = [[c["text"] for c in solve(client, **request, seed=seed).json()["candidates"]]
-             for seed in (1234, 4321)]
+    texts = [
+        [c["text"] for c in solve(client, **request, seed=seed).json()["candidates"]]
+        for seed in (1234, 4321)
+    ]
     assert all(len(sample) == 4 for sample in texts) and texts[0] != texts[1]
 
 
@@ -101,11 +105,14 @@ def test_self_judge_scores_every_step_in_one_engine_call(client: httpx.Client) -
 def test_self_judge_repeats_exactly_in_float32(float32_client: httpx.Client) -> None:
     """In bf16 the judge's second run reads its prompts from the prefix cache and
     rounds differently (0.367 vs 0.314 seen on an AMX Xeon); float32 repeats."""
-    first, second = (solve(float32_client, **SELF_JUDGE).json(),
-                     solve(float32_client, **SELF_JUDGE).json())
+    first, second = (
+        solve(float32_client, **SELF_JUDGE).json(),
+        solve(float32_client, **SELF_JUDGE).json(),
+    )
     assert [c["text"] for c in first["candidates"]] == [c["text"] for c in second["candidates"]]
     assert [c["score"] for c in first["candidates"]] == pytest.approx(
-        [c["score"] for c in second["candidates"]], rel=1e-4)
+        [c["score"] for c in second["candidates"]], rel=1e-4
+    )
 
 
 def test_trace_lists_root_and_every_sample(client: httpx.Client) -> None:
@@ -159,7 +166,6 @@ def test_disconnect_cancels_engine_requests(ponder_server) -> None:
         assert outcome == ["gave up"]
         assert busy, "the samples should be running while the client waits"
         assert _engine_idle(watcher)
-
 
 
 def _engine_idle(client: httpx.Client, within_s: float = 10.0) -> bool:

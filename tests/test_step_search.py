@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from search_strategies.beam_search import BeamSearchParams, beam_search
 from search_strategies.budget import BudgetLimits, StopReason
@@ -55,7 +54,9 @@ def test_beam_search_escapes_the_trap_and_batches_every_wave():
 def test_one_beam_falls_for_the_trap():
     """The same search with a single surviving beam is greedy: it follows A."""
     result = run(
-        beam_search, BeamSearchParams(n=2, beam_width=2), TreePolicy(TRAP_TREE),
+        beam_search,
+        BeamSearchParams(n=2, beam_width=2),
+        TreePolicy(TRAP_TREE),
         TableReward(TRAP_REWARDS),
     )
     assert result.answer in {"1", "2"}
@@ -65,7 +66,9 @@ def test_lookahead_scores_candidates_by_their_rollouts():
     """One-step lookahead sees that A's children are poor, so B wins with 1 beam."""
     policy = TreePolicy(TRAP_TREE)
     result = run(
-        beam_search, BeamSearchParams(n=3, beam_width=3, lookahead=1), policy,
+        beam_search,
+        BeamSearchParams(n=3, beam_width=3, lookahead=1),
+        policy,
         TableReward(TRAP_REWARDS),
     )
     assert chosen_path(result)[0] == "B" + D
@@ -83,8 +86,14 @@ def first_steps(result) -> set[str]:
     by_id = {node.id: node for node in result.trace}
     firsts = set()
     for candidate in result.candidates:
-        leaf = next(n for n in result.trace if n.text and candidate.text.endswith(n.text)
-                    and n.parent is not None and by_id[n.parent].parent is not None)
+        leaf = next(
+            n
+            for n in result.trace
+            if n.text
+            and candidate.text.endswith(n.text)
+            and n.parent is not None
+            and by_id[n.parent].parent is not None
+        )
         firsts.add(by_id[leaf.parent].text)
     return firsts
 
@@ -94,8 +103,9 @@ def test_dvts_subtrees_stay_independent_where_beam_search_collapses():
     keeps the two best first steps overall (A, B: both subtree 0); DVTS keeps the
     best of each subtree (A and C), so subtree 1's line of reasoning survives."""
     params = dict(n=4, beam_width=2)
-    beam = run(beam_search, BeamSearchParams(**params), TreePolicy(DVTS_TREE),
-               TableReward(DVTS_REWARDS))
+    beam = run(
+        beam_search, BeamSearchParams(**params), TreePolicy(DVTS_TREE), TableReward(DVTS_REWARDS)
+    )
     diverse = run(dvts, DVTSParams(**params), TreePolicy(DVTS_TREE), TableReward(DVTS_REWARDS))
     assert first_steps(beam) == {"A" + D, "B" + D}
     assert first_steps(diverse) == {"A" + D, "C" + D}
@@ -115,7 +125,8 @@ def test_mcts_finds_the_best_leaf_and_concentrates_visits():
         result = run(
             mcts,
             MCTSParams(simulations=simulations, expansion_width=3, wave_size=2, prior="uniform"),
-            policy, reward,
+            policy,
+            reward,
         )
         shares.append(root_visit_share(result, "B" + D))
         assert all(p.n == 3 for _, p in policy.calls)  # expansion_width per leaf
@@ -150,10 +161,8 @@ def test_mcts_waves_batch_expansions_into_one_engine_call():
 )
 def test_mcts_rollout_values_a_step_by_its_finished_solution(rollout, first_step_values):
     policy, reward = TreePolicy(TRAP_TREE), TableReward(TRAP_REWARDS)
-    result = run(mcts, MCTSParams(simulations=8, rollout=rollout, prior="uniform"),
-                 policy, reward)
-    scores = {node.text.removesuffix(D): node.score for node in result.trace
-              if node.parent == 0}
+    result = run(mcts, MCTSParams(simulations=8, rollout=rollout, prior="uniform"), policy, reward)
+    scores = {node.text.removesuffix(D): node.score for node in result.trace if node.parent == 0}
     assert scores == first_step_values
     greedy_rollouts = [p for _, p in policy.calls if p.stop == () and p.temperature == 0]
     # Without rollout the only greedy no-stop call is the final completion, if any.
@@ -193,8 +202,11 @@ def test_revision_uses_feedback_and_stops_when_confident():
 
 def test_reward_budget_stops_a_search_with_an_answer():
     result = run(
-        beam_search, BeamSearchParams(n=6, beam_width=2), TreePolicy(TRAP_TREE),
-        TableReward(TRAP_REWARDS), BudgetLimits(max_reward_calls=1),
+        beam_search,
+        BeamSearchParams(n=6, beam_width=2),
+        TreePolicy(TRAP_TREE),
+        TableReward(TRAP_REWARDS),
+        BudgetLimits(max_reward_calls=1),
     )
     assert result.stopped_reason is StopReason.REWARD_BUDGET
     assert result.usage.reward_calls == 1
@@ -231,8 +243,9 @@ DEADLINE_STRATEGIES = {
 
 def run_to_deadline(name: str, policy) -> SearchResult:
     strategy, model, base = DEADLINE_STRATEGIES[name]
-    result = run(strategy, model(**base), policy, TableReward(TRAP_REWARDS),
-                 BudgetLimits(time_limit_s=0.5))
+    result = run(
+        strategy, model(**base), policy, TableReward(TRAP_REWARDS), BudgetLimits(time_limit_s=0.5)
+    )
     assert result.stopped_reason is StopReason.DEADLINE
     return result
 
@@ -273,8 +286,13 @@ def test_revision_deadline_returns_the_attempts_so_far():
     """The deadline cuts the first revision round: the first attempts are the answer."""
     policy = StallingPolicy(RevisingPolicy(REVISION_TREE), 1)
     reward = TableReward({"3 + 4 = 8": 0.0, "\\boxed{8}": 0.1})
-    result = run(revision, RevisionParams(parallel_chains=2, max_revisions=3), policy,
-                 reward, BudgetLimits(time_limit_s=0.5))
+    result = run(
+        revision,
+        RevisionParams(parallel_chains=2, max_revisions=3),
+        policy,
+        reward,
+        BudgetLimits(time_limit_s=0.5),
+    )
     assert result.stopped_reason is StopReason.DEADLINE
     assert result.answer == "8" and result.chosen.score == 0.1
     assert len(result.candidates) == 2
@@ -282,8 +300,13 @@ def test_revision_deadline_returns_the_attempts_so_far():
 
 def test_progress_is_reported_once_per_wave():
     reports = []
-    run(beam_search, BeamSearchParams(n=6, beam_width=2), TreePolicy(TRAP_TREE),
-        TableReward(TRAP_REWARDS), on_progress=reports.append)
+    run(
+        beam_search,
+        BeamSearchParams(n=6, beam_width=2),
+        TreePolicy(TRAP_TREE),
+        TableReward(TRAP_REWARDS),
+        on_progress=reports.append,
+    )
     assert [r.wave for r in reports] == [1, 2, 3]
     assert reports[-1].best_score == 1.0
     assert reports[0].nodes < reports[-1].nodes
@@ -315,14 +338,18 @@ def test_generated_tokens_never_exceed_the_budget(name, max_tokens, max_step_tok
     elif name == "particle_filtering":
         fields.update(n=2 * width, max_step_tokens=max_step_tokens)
     policy = RevisingPolicy(TRAP_TREE) if name == "revision" else TreePolicy(TRAP_TREE)
-    result = run(strategy, model(**fields), policy, TableReward(TRAP_REWARDS),
-                 BudgetLimits(max_tokens=max_tokens))
+    result = run(
+        strategy,
+        model(**fields),
+        policy,
+        TableReward(TRAP_REWARDS),
+        BudgetLimits(max_tokens=max_tokens),
+    )
     assert result.usage.generated_tokens <= max_tokens
     assert result.stopped_reason in (StopReason.COMPLETED, StopReason.TOKEN_BUDGET)
     if result.usage.generated_tokens == 0:
         assert result.stopped_reason is StopReason.TOKEN_BUDGET
-    unlimited = run(strategy, model(**fields), type(policy)(TRAP_TREE),
-                    TableReward(TRAP_REWARDS))
+    unlimited = run(strategy, model(**fields), type(policy)(TRAP_TREE), TableReward(TRAP_REWARDS))
     assert unlimited.stopped_reason is StopReason.COMPLETED
     if result.stopped_reason is StopReason.COMPLETED:
         assert result.usage.generated_tokens == unlimited.usage.generated_tokens

@@ -23,8 +23,7 @@ CASES = {
     "particle_filtering": {"n": 4, "max_steps": 3, "ess_threshold": 1.0},
 }
 FIELDS = {
-    name: {**(COMMON if name == "revision" else STEP), **fields}
-    for name, fields in CASES.items()
+    name: {**(COMMON if name == "revision" else STEP), **fields} for name, fields in CASES.items()
 }
 
 
@@ -84,8 +83,13 @@ def test_step_search_stops_at_the_reward_budget(client: httpx.Client) -> None:
     response = client.post(
         "/v1/solve",
         json={
-            "question": QUESTION, "strategy": "beam_search", **STEP, "max_step_tokens": 8,
-            "n": 4, "beam_width": 2, "budget": {"max_reward_calls": 1},
+            "question": QUESTION,
+            "strategy": "beam_search",
+            **STEP,
+            "max_step_tokens": 8,
+            "n": 4,
+            "beam_width": 2,
+            "budget": {"max_reward_calls": 1},
         },
     )
     assert response.status_code == 200, response.text
@@ -104,8 +108,7 @@ def test_step_search_stops_at_the_reward_budget(client: httpx.Client) -> None:
         ({"strategy": "revision", "context_attempts": 9}, "context_attempts"),
         ({"strategy": "dvts", "max_step_tokens": 100000}, "max_step_tokens"),
         ({"strategy": "beam_search", "budget": {"max_tokens": 0}}, "budget.max_tokens"),
-        ({"strategy": "beam_search", "budget": {"max_reward_calls": 0}},
-         "budget.max_reward_calls"),
+        ({"strategy": "beam_search", "budget": {"max_reward_calls": 0}}, "budget.max_reward_calls"),
         ({"strategy": "mcts", "reward": "nope"}, "reward"),
     ],
 )

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from clients.bench.client import RequestRejected, RetryPolicy
+from clients.bench.coverage import coverage, coverage_table
 from clients.bench.datasets import (
     BUILTIN,
     BenchProblem,
@@ -22,7 +23,6 @@ from clients.bench.datasets import (
     load_dataset,
     parse_levels,
 )
-from clients.bench.coverage import coverage, coverage_table
 from clients.bench.grid import Cell, expand, load_grid_file, parse_params, parse_run
 from clients.bench.report import markdown_table, write_report
 from clients.bench.store import ResultsFile, Row, read_rows
@@ -66,18 +66,29 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--server", default="http://127.0.0.1:8000", help="Ponder base URL")
-    parser.add_argument("--dataset", action="append", required=True,
-                        help=f"one of {', '.join(BUILTIN)} or a JSONL path (repeatable)")
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        required=True,
+        help=f"one of {', '.join(BUILTIN)} or a JSONL path (repeatable)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder (resumable)")
-    parser.add_argument("--keep-texts", action="store_true",
-                        help="best-of-N rows also keep the question and every sample's text "
-                        "(for `ponder learn export`)")
+    parser.add_argument(
+        "--keep-texts",
+        action="store_true",
+        help="best-of-N rows also keep the question and every sample's text "
+        "(for `ponder learn export`)",
+    )
     add_problem_arguments(parser)
     grid = parser.add_argument_group("what to run")
     grid.add_argument("--run", action="append", default=[], help="a run spec (see below)")
     grid.add_argument("--grid", type=Path, help="TOML file with [defaults] and [[run]] tables")
-    grid.add_argument("--param", action="append", default=[],
-                      help="key=value applied to every run unless it sets the key")
+    grid.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        help="key=value applied to every run unless it sets the key",
+    )
     grid.add_argument("--reward", help="reward client for every run (same as --param reward=NAME)")
     add_client_arguments(parser)
     return parser
@@ -87,17 +98,27 @@ def add_problem_arguments(parser: argparse.ArgumentParser) -> None:
     """--limit/--levels/--seed and the JSONL field flags; shared with `ponder learn`."""
     subset = parser.add_argument_group("problem subset")
     subset.add_argument("--limit", type=int, help="problems per dataset (arithmetic: default 100)")
-    subset.add_argument("--levels", help="difficulty levels, e.g. 1 or 1,2 or 1-3 "
-                        "(arithmetic: operations per problem; math500: MATH level)")
-    subset.add_argument("--seed", type=int, help="sample --limit problems with this seed "
-                        "(arithmetic: the generator's seed, default 0)")
+    subset.add_argument(
+        "--levels",
+        help="difficulty levels, e.g. 1 or 1,2 or 1-3 "
+        "(arithmetic: operations per problem; math500: MATH level)",
+    )
+    subset.add_argument(
+        "--seed",
+        type=int,
+        help="sample --limit problems with this seed (arithmetic: the generator's seed, default 0)",
+    )
     jsonl = parser.add_argument_group("JSONL datasets")
     jsonl.add_argument("--question-field", default="question")
     jsonl.add_argument("--answer-field", default="answer")
     jsonl.add_argument("--id-field", help="stable problem id (default: line index)")
     jsonl.add_argument("--level-field", help="field --levels filters on")
-    jsonl.add_argument("--grader", choices=["auto", "numeric", "math"], default="auto",
-                       help="auto: numeric when the gold is a plain number, else math-verify")
+    jsonl.add_argument(
+        "--grader",
+        choices=["auto", "numeric", "math"],
+        default="auto",
+        help="auto: numeric when the gold is a plain number, else math-verify",
+    )
 
 
 def add_client_arguments(parser: argparse.ArgumentParser) -> None:
@@ -105,8 +126,9 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     client = parser.add_argument_group("client")
     client.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     client.add_argument("--retries", type=int, default=6, help="retries on 429/5xx/disconnects")
-    client.add_argument("--backoff", type=float, default=1.0,
-                        help="first retry delay (s), doubling")
+    client.add_argument(
+        "--backoff", type=float, default=1.0, help="first retry delay (s), doubling"
+    )
     client.add_argument("--timeout", type=float, default=1800.0, help="per-request timeout (s)")
     client.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -155,8 +177,10 @@ def run(argv: list[str]) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     with (args.out / "commands.txt").open("a") as log:
-        log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} "
-                  f"ponder bench {shlex.join(argv)}\n")
+        log.write(
+            f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} "
+            f"ponder bench {shlex.join(argv)}\n"
+        )
     results = ResultsFile(args.out / RESULTS_NAME)
     to_rows = partial(rows_for, keep_texts=args.keep_texts)
     started = time.monotonic()
@@ -166,8 +190,10 @@ def run(argv: list[str]) -> int:
         print(f"ponder bench: the server rejected a request: {error}", file=sys.stderr)
         return 2
     except httpx.HTTPError as error:
-        print(f"ponder bench: cannot reach {args.server}: {type(error).__name__}: {error}",
-              file=sys.stderr)
+        print(
+            f"ponder bench: cannot reach {args.server}: {type(error).__name__}: {error}",
+            file=sys.stderr,
+        )
         return 2
     finally:
         results.close()
@@ -175,15 +201,22 @@ def run(argv: list[str]) -> int:
     # The folder's outputs always describe its whole results file (as `report` does),
     # so runs of other datasets or grids into the same --out add up.
     rows = results.rows
-    print(f"{outcome.requests} requests in {wall:.1f} s, {outcome.skipped} already done "
-          f"(resumed), {len(outcome.failures)} failed")
+    print(
+        f"{outcome.requests} requests in {wall:.1f} s, {outcome.skipped} already done "
+        f"(resumed), {len(outcome.failures)} failed"
+    )
     if outcome.selection_mismatches:
-        print(f"warning: {outcome.selection_mismatches} subsampled picks at N_max differ from "
-              "the server's answer", file=sys.stderr)
+        print(
+            f"warning: {outcome.selection_mismatches} subsampled picks at N_max differ from "
+            "the server's answer",
+            file=sys.stderr,
+        )
     if rows:
         print_report(rows, args.out)
-        print(f"outputs in {args.out}/: {RESULTS_NAME} summary.csv coverage.csv "
-              "unparseable.csv plot.png")
+        print(
+            f"outputs in {args.out}/: {RESULTS_NAME} summary.csv coverage.csv "
+            "unparseable.csv plot.png"
+        )
     for failure in outcome.failures:
         print(f"failed: {failure}", file=sys.stderr)
     if outcome.failures:

@@ -65,7 +65,7 @@ class SolveClient:
             base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport
         )
 
-    async def __aenter__(self) -> "SolveClient":
+    async def __aenter__(self) -> SolveClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from statistics import fmean
-from typing import Any, Iterable
+from typing import Any
 
 from clients.bench.datasets import guess_grader
 from clients.bench.grading import grade
@@ -74,26 +75,38 @@ def coverage(rows: Iterable[Row]) -> list[CoverageRow]:
             for row, graded in problems:
                 for sample, ok in zip(row["samples"][:k], graded[:k]):
                     (right if ok else wrong).append(float(sample.get("score") or 0.0))
-            table.append(CoverageRow(
-                dataset=dataset, strategy=strategy, k=k, problems=len(problems),
-                pass_at_k=fmean(any(graded[:k]) for _, graded in problems),
-                right_sample_share=len(right) / (len(right) + len(wrong)),
-                mean_reward_right=fmean(right) if right else None,
-                mean_reward_wrong=fmean(wrong) if wrong else None,
-                reward_auroc=auroc(right, wrong),
-            ))
+            table.append(
+                CoverageRow(
+                    dataset=dataset,
+                    strategy=strategy,
+                    k=k,
+                    problems=len(problems),
+                    pass_at_k=fmean(any(graded[:k]) for _, graded in problems),
+                    right_sample_share=len(right) / (len(right) + len(wrong)),
+                    mean_reward_right=fmean(right) if right else None,
+                    mean_reward_wrong=fmean(wrong) if wrong else None,
+                    reward_auroc=auroc(right, wrong),
+                )
+            )
             k *= 2
     return table
 
 
 def coverage_table(table: list[CoverageRow]) -> str:
     """Markdown, for the terminal and docs/benchmarks.md."""
+
     def number(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.2f}"
 
-    lines = ["| dataset | strategy | k | problems | pass@k | right samples | mean reward "
-             "right / wrong | reward AUROC |", "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {c.dataset} | {c.strategy} | {c.k} | {c.problems} | {c.pass_at_k:.2f} | "
-              f"{c.right_sample_share:.2f} | {number(c.mean_reward_right)} / "
-              f"{number(c.mean_reward_wrong)} | {number(c.reward_auroc)} |" for c in table]
+    lines = [
+        "| dataset | strategy | k | problems | pass@k | right samples | mean reward "
+        "right / wrong | reward AUROC |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {c.dataset} | {c.strategy} | {c.k} | {c.problems} | {c.pass_at_k:.2f} | "
+        f"{c.right_sample_share:.2f} | {number(c.mean_reward_right)} / "
+        f"{number(c.mean_reward_wrong)} | {number(c.reward_auroc)} |"
+        for c in table
+    ]
     return "\n".join(lines)

@@ -11,10 +11,11 @@ import csv
 import json
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import fmean
-from typing import Any, Iterable
+from typing import Any
 
 from clients.bench.coverage import CoverageRow, coverage
 from clients.bench.store import Row
@@ -115,8 +116,10 @@ def write_plot(data: dict[str, dict[str, list[PlotPoint]]], path: Path, title: s
         for label, points in sorted(lines.items()):
             x = [max(p.mean_generated_tokens, 1.0) for p in points]
             y = [p.accuracy for p in points]
-            errors = [[p.accuracy - p.ci95_low for p in points],
-                      [p.ci95_high - p.accuracy for p in points]]
+            errors = [
+                [p.accuracy - p.ci95_low for p in points],
+                [p.ci95_high - p.accuracy for p in points],
+            ]
             axis.errorbar(x, y, yerr=errors, marker="o", capsize=3, label=label)
         axis.set_xscale("log", base=2)
         axis.set_xlabel("mean generated tokens per problem (log2)")
@@ -134,16 +137,14 @@ def write_plot(data: dict[str, dict[str, list[PlotPoint]]], path: Path, title: s
 
 def unparseable(rows: Iterable[Row]) -> list[dict[str, Any]]:
     """Predictions graded wrong because no answer could be read from them."""
-    return [
-        {k: r.get(k) for k in _UNPARSEABLE_COLUMNS}
-        for r in rows
-        if not r["parsed"]
-    ]
+    return [{k: r.get(k) for k in _UNPARSEABLE_COLUMNS} for r in rows if not r["parsed"]]
 
 
 def markdown_table(summary: list[SummaryRow]) -> str:
-    header = ("| dataset | strategy | setting | accuracy (95% CI) | n | mean gen tokens "
-              "| mean reward calls | mean latency (s) |\n|---|---|---|---|---|---|---|---|")
+    header = (
+        "| dataset | strategy | setting | accuracy (95% CI) | n | mean gen tokens "
+        "| mean reward calls | mean latency (s) |\n|---|---|---|---|---|---|---|---|"
+    )
     lines = [
         f"| {s.dataset} | {s.label} | {s.setting} | {s.accuracy:.2f} "
         f"({s.ci95_low:.2f}-{s.ci95_high:.2f}) | {s.problems} | {s.mean_generated_tokens:.0f} "
@@ -159,13 +160,20 @@ def write_report(rows: list[Row], out: Path) -> list[SummaryRow]:
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(rows)
     _write_csv(out / "summary.csv", [asdict(s) for s in summary], list(SummaryRow.__annotations__))
-    _write_csv(out / "coverage.csv", [asdict(c) for c in coverage(rows)],
-               list(CoverageRow.__annotations__))
+    _write_csv(
+        out / "coverage.csv", [asdict(c) for c in coverage(rows)], list(CoverageRow.__annotations__)
+    )
     _write_csv(out / "unparseable.csv", unparseable(rows), list(_UNPARSEABLE_COLUMNS))
     data = plot_data(summary)
-    (out / "plot.json").write_text(json.dumps(
-        {d: {label: [asdict(p) for p in points] for label, points in lines.items()}
-         for d, lines in data.items()}, indent=1))
+    (out / "plot.json").write_text(
+        json.dumps(
+            {
+                d: {label: [asdict(p) for p in points] for label, points in lines.items()}
+                for d, lines in data.items()
+            },
+            indent=1,
+        )
+    )
     models = sorted({str(r.get("model")) for r in rows})
     write_plot(data, out / "plot.png", title=", ".join(models))
     return summary

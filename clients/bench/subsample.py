@@ -14,9 +14,9 @@ the rewards. A request with `selection=majority` only yields majority curves.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast, get_args
 
-from search_strategies.best_of_n import select_by_reward, select_majority
+from search_strategies.best_of_n import Selection, select_by_reward, select_majority
 from search_strategies.results import Candidate
 
 
@@ -47,9 +47,11 @@ def select(candidates: list[dict[str, Any]], selection: str) -> str | None:
     pool = [_candidate(c) for c in candidates]
     if selection == "majority":
         chosen = select_majority(pool)
-    else:
+    elif selection in get_args(Selection):
         rewards = [c.score for c in pool]
-        chosen = select_by_reward(pool, rewards, selection)  # type: ignore[arg-type]
+        chosen = select_by_reward(pool, rewards, cast(Selection, selection))
+    else:
+        raise ValueError(f"unknown selection {selection!r}; expected one of {get_args(Selection)}")
     return chosen.answer if chosen else None
 
 

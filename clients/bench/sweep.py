@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from clients.bench.client import RequestRejected, RetriesExhausted, RetryPolicy, SolveClient, Solved
 from clients.bench.datasets import BenchProblem
@@ -47,9 +48,7 @@ class SweepOutcome:
     selection_mismatches: int = 0
 
 
-def graded_sample(
-    problem: BenchProblem, candidate: dict[str, Any], keep_text: bool = False
-) -> Row:
+def graded_sample(problem: BenchProblem, candidate: dict[str, Any], keep_text: bool = False) -> Row:
     """One response candidate as a kept sample, graded against the gold answer.
 
     `keep_text` also keeps the solution text and whether its answer parsed, which is
@@ -94,13 +93,29 @@ def rows_for(
     body = solved.body
     base = request_row(problem, cell, solved, model)
     if not cell.subsample:
-        return [_graded(problem, base, cell.label, cell.setting, body["answer"], body["usage"],
-                        body.get("answer_text"))]
+        return [
+            _graded(
+                problem,
+                base,
+                cell.label,
+                cell.setting,
+                body["answer"],
+                body["usage"],
+                body.get("answer_text"),
+            )
+        ]
     rest = "" if cell.setting == "default" else f",{cell.setting}"
     rows = []
     for pick in subsample(body, cell.subsample, cell.selections):
-        row = _graded(problem, base, f"{cell.label}/{pick.selection}", f"n={pick.n}{rest}",
-                      pick.answer, pick.usage, None)
+        row = _graded(
+            problem,
+            base,
+            f"{cell.label}/{pick.selection}",
+            f"n={pick.n}{rest}",
+            pick.answer,
+            pick.usage,
+            None,
+        )
         # Latency is the N_max run's: on a batching engine a smaller N costs about as much.
         row["subsampled_from"] = len(body["candidates"])
         rows.append(row)
@@ -122,8 +137,15 @@ def _graded(
     answer_text: str | None,
 ) -> Row:
     result = grade(problem.grader, problem.gold, answer)
-    row = {**base, "label": label, "setting": setting, "answer": answer,
-           "correct": result.correct, "parsed": result.parsed, "usage": usage}
+    row = {
+        **base,
+        "label": label,
+        "setting": setting,
+        "answer": answer,
+        "correct": result.correct,
+        "parsed": result.parsed,
+        "usage": usage,
+    }
     if not result.parsed and answer_text:
         row["answer_tail"] = answer_text[-_TAIL_CHARS:]
     return row
@@ -144,8 +166,9 @@ class _Progress:
     def __init__(self, total: int, enabled: bool) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, disable=not enabled, file=sys.stderr, unit="req",
-                        dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total, disable=not enabled, file=sys.stderr, unit="req", dynamic_ncols=True
+        )
         self.correct = self.graded = self.tokens = 0
         self.started = time.monotonic()
 
@@ -154,8 +177,11 @@ class _Progress:
         self.correct += bool(headline["correct"])
         self.tokens += generated_tokens
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        self.bar.set_postfix(acc=f"{self.correct / self.graded:.3f}",
-                             tok_s=f"{self.tokens / elapsed:.0f}", refresh=False)
+        self.bar.set_postfix(
+            acc=f"{self.correct / self.graded:.3f}",
+            tok_s=f"{self.tokens / elapsed:.0f}",
+            refresh=False,
+        )
         self.bar.update(1)
 
     def close(self) -> None:

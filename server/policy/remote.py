@@ -8,7 +8,8 @@ needs no local copy of the tokenizer.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 
@@ -30,7 +31,7 @@ class RemotePolicy:
     @classmethod
     async def connect(
         cls, base_url: str, model: str | None = None, timeout_s: float = 300.0
-    ) -> "RemotePolicy":
+    ) -> RemotePolicy:
         """Open a client and learn the served model's name when not given."""
         client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=10.0))
         policy = cls(client, base_url, model or "")
@@ -111,9 +112,7 @@ class RemotePolicy:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def _request(
-        self, method: str, url: str, expect_json: bool = True, **kwargs: Any
-    ) -> Any:
+    async def _request(self, method: str, url: str, expect_json: bool = True, **kwargs: Any) -> Any:
         try:
             response = await self._client.request(method, url, **kwargs)
         except httpx.HTTPError as error:

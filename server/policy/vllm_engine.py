@@ -10,9 +10,10 @@ import asyncio
 import logging
 import os
 import uuid
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, MutableMapping, Sequence
+from typing import Any
 
 from search_strategies.protocols import ChatMessage, Completion, Generation, SamplingConfig
 from server.policy.errors import PolicyRejected, PolicyUnavailable
@@ -37,7 +38,7 @@ class EngineOptions:
     @classmethod
     def from_settings(
         cls, settings: Settings, model: str, served_model_name: str, gpu_memory_utilization: float
-    ) -> "EngineOptions":
+    ) -> EngineOptions:
         """The server's engine settings for one of its engines (policy or PRM)."""
         return cls(
             model=model,
@@ -64,7 +65,7 @@ class VLLMPolicy:
         )
 
     @classmethod
-    def start(cls, options: EngineOptions) -> "VLLMPolicy":
+    def start(cls, options: EngineOptions) -> VLLMPolicy:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         engine = AsyncLLM.from_engine_args(engine_args(options))
@@ -271,8 +272,9 @@ def resolve_block_size(block_size: int | None) -> int | None:
 def resolve_dtype(dtype: str) -> str:
     """'auto' means float32 on a CPU without bf16 instructions.
 
-    There, bf16 is emulated and decoding measured about 2x slower than float32 at
-    n=8 (AVX2-only EPYC, SmolLM2-135M); GPUs and AVX-512-BF16/AMX CPUs keep 'auto'.
+    There, bf16 is emulated: on the AVX2-only EPYC it decoded SmolLM2-135M as fast
+    as float32 at n=1 but 4.4x slower at n=16 (docs/benchmarks.md). GPUs and
+    AVX-512-BF16/AMX CPUs keep 'auto' (bf16 decoded 1.6x faster on an AMX Xeon).
     """
     if dtype != "auto" or _has_cuda():
         return dtype

@@ -16,7 +16,8 @@ answer: `RewardError`.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 
@@ -55,11 +56,14 @@ class RemotePRMBackend:
     async def render_chat(
         self, messages: Sequence[ChatMessage], add_generation_prompt: bool
     ) -> list[int]:
-        body = await self._post("/tokenize", {
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
-            "add_generation_prompt": add_generation_prompt,
-            "add_special_tokens": False,
-        })
+        body = await self._post(
+            "/tokenize",
+            {
+                "messages": [{"role": m.role, "content": m.content} for m in messages],
+                "add_generation_prompt": add_generation_prompt,
+                "add_special_tokens": False,
+            },
+        )
         return _ints(body.get("tokens"), self.description, "/tokenize tokens")
 
     async def encode(self, text: str, add_special_tokens: bool) -> list[int]:
@@ -89,14 +93,17 @@ class RemotePRMBackend:
     async def label_logprobs(
         self, prompts: Sequence[Sequence[int]], label_ids: Sequence[int]
     ) -> list[list[float]]:
-        body = await self._post("/v1/completions", {
-            "prompt": [list(p) for p in prompts],
-            "max_tokens": 1,
-            "temperature": 0.0,
-            "logprobs": 1,
-            "logprob_token_ids": list(label_ids),
-            "return_tokens_as_token_ids": True,
-        })
+        body = await self._post(
+            "/v1/completions",
+            {
+                "prompt": [list(p) for p in prompts],
+                "max_tokens": 1,
+                "temperature": 0.0,
+                "logprobs": 1,
+                "logprob_token_ids": list(label_ids),
+                "return_tokens_as_token_ids": True,
+            },
+        )
         try:
             choices = sorted(body["choices"], key=lambda c: c["index"])
             tops = [choice["logprobs"]["top_logprobs"][0] for choice in choices]
@@ -118,7 +125,10 @@ class RemotePRMBackend:
         return await self._post_or_get("POST", path, payload)
 
     async def _post_or_get(
-        self, method: str, path: str, payload: dict[str, Any] | None = None,
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None = None,
         expect_json: bool = True,
     ) -> Any:
         url = self._root + path
@@ -139,8 +149,7 @@ class RemotePRMBackend:
             )
         if response.status_code != 200:
             raise RewardError(
-                f"{self.description} refused {path} ({response.status_code}): "
-                f"{response.text[:300]}"
+                f"{self.description} refused {path} ({response.status_code}): {response.text[:300]}"
             )
         if not expect_json:
             return None

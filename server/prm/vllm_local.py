@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from typing import Any, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
 
 from search_strategies.protocols import ChatMessage
 from search_strategies.reward import RewardError, RewardUnavailable
@@ -28,9 +29,7 @@ class LocalPRMBackend:
         self._tokenizer = engine.get_tokenizer()
 
     @classmethod
-    def start(
-        cls, options: EngineOptions, pooling: bool, name: str = "prm"
-    ) -> "LocalPRMBackend":
+    def start(cls, options: EngineOptions, pooling: bool, name: str = "prm") -> LocalPRMBackend:
         """Start the engine (blocking, tens of seconds on CPU)."""
         from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -141,4 +140,3 @@ class LocalPRMBackend:
 
 def _request_id() -> str:
     return f"ponder-prm-{uuid.uuid4().hex}"
-

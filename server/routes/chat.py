@@ -7,8 +7,8 @@ turns the chat body into searches and their results into a completion or a strea
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import AsyncIterator, Awaitable, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -48,8 +48,11 @@ class _SlotStreamingResponse(StreamingResponse):
     """A stream that gives its search slot back however the stream ends."""
 
     def __init__(self, content: AsyncIterator[str], release: Callable[[], Awaitable[None]]):
-        super().__init__(content, media_type="text/event-stream",
-                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
         self._release = release
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -38,16 +39,22 @@ def _tokenizer_with(tokens: list[str], special: bool, source: Path, target: Path
     return len(tokenizer)
 
 
-def _shape(vocab: int) -> dict:
+def _shape(vocab: int) -> dict[str, Any]:
     """The tiny transformer's size; the vocabulary padded to a multiple of 64."""
     return dict(
-        vocab_size=(vocab + 63) // 64 * 64, hidden_size=_HIDDEN, intermediate_size=256,
-        num_hidden_layers=_LAYERS, num_attention_heads=_HEADS, num_key_value_heads=_HEADS,
-        head_dim=_HIDDEN // _HEADS, max_position_embeddings=2048, tie_word_embeddings=False,
+        vocab_size=(vocab + 63) // 64 * 64,
+        hidden_size=_HIDDEN,
+        intermediate_size=256,
+        num_hidden_layers=_LAYERS,
+        num_attention_heads=_HEADS,
+        num_key_value_heads=_HEADS,
+        head_dim=_HIDDEN // _HEADS,
+        max_position_embeddings=2048,
+        tie_word_embeddings=False,
     )
 
 
-def _save(state: dict[str, torch.Tensor], config: dict, target: Path) -> None:
+def _save(state: dict[str, torch.Tensor], config: dict[str, Any], target: Path) -> None:
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in state.items()}, str(target / "model.safetensors"))
@@ -68,8 +75,12 @@ def build_tiny_qwen_prm(tokenizer_source: Path, target: Path, seed: int = 0) -> 
     state["score.2.weight"] = torch.randn(2, _HIDDEN) * 0.5
     state["score.2.bias"] = torch.zeros(2)
     data = config.to_dict()
-    data.update(architectures=["Qwen2ForProcessRewardModel"], num_labels=2,
-                torch_dtype="float32", dtype="float32")
+    data.update(
+        architectures=["Qwen2ForProcessRewardModel"],
+        num_labels=2,
+        torch_dtype="float32",
+        dtype="float32",
+    )
     _save(state, data, target)
     return target
 
