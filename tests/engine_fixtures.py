@@ -55,7 +55,8 @@ def _serve(
     dtype: str, embedded_model: Path, tiny_prms: dict[str, Path], log: Path
 ) -> Iterator[RunningServer]:
     """A live `ponder serve` on the embedded model (real vLLM) in `dtype`, with the tiny
-    Qwen2 PRM as a second in-process engine (reward "prm").
+    Qwen2 PRM as a second in-process engine (reward "prm") and the tiny Math-Shepherd
+    PRM as a third (reward "shepherd", a named learned PRM).
 
     Stopping it at the end doubles as the lifecycle check: SIGTERM must leave no
     engine process (policy or PRM) behind.
@@ -74,6 +75,9 @@ def _serve(
             "arithmetic,self-judge",
             "--prm",
             str(tiny_prms["qwen"]),
+            # A second learned PRM, named: one server offers both (test_prm_http.py).
+            "--reward",
+            f"shepherd=math-shepherd:{tiny_prms['token']}",
             "--prm-gpu-memory-utilization",
             "0.1",
             "--max-new-tokens",

@@ -68,9 +68,25 @@ def test_prm_scores_repeat_exactly_in_float32(float32_client: httpx.Client) -> N
 def test_unknown_reward_lists_the_configured_ones_including_prm(client: httpx.Client) -> None:
     response = client.post("/v1/solve", json={**REQUEST, "reward": "oracle"})
     assert response.status_code == 400
-    assert "configured: arithmetic, self-judge, prm" in response.json()["error"]["message"]
+    message = response.json()["error"]["message"]
+    assert "configured: arithmetic, self-judge, prm, shepherd" in message
 
 
-def test_health_checks_the_prm_engine_too(client: httpx.Client) -> None:
+def test_health_checks_every_prm_engine_by_name(client: httpx.Client) -> None:
     body = client.get("/health").json()
-    assert body["status"] == "ok" and body["rewards"] == {"prm": "ok"}
+    assert body["status"] == "ok" and body["rewards"] == {"prm": "ok", "shepherd": "ok"}
+
+
+def test_a_named_second_prm_scores_through_its_own_engine(float32_client: httpx.Client) -> None:
+    """`--reward shepherd=math-shepherd:PATH` beside `--prm`: two learned PRMs on one
+    server, each chosen by name and scoring with its own engine. In float32 the same
+    seed draws the same samples, so the two models score the same texts."""
+    by_name = {name: solve(float32_client, reward=name) for name in ("prm", "shepherd")}
+    for name, body in by_name.items():
+        assert body["reward"] == name and body["reward_error"] is None
+        assert body["usage"]["reward_calls"] == 1
+        assert all(0 < c["score"] < 1 for c in body["candidates"])
+    texts = {name: [c["text"] for c in body["candidates"]] for name, body in by_name.items()}
+    assert texts["prm"] == texts["shepherd"]
+    scores = {name: [c["score"] for c in body["candidates"]] for name, body in by_name.items()}
+    assert scores["prm"] != scores["shepherd"]  # two models, two judgements
