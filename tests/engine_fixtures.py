@@ -52,7 +52,11 @@ def tiny_prms(embedded_model: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def _serve(
-    dtype: str, embedded_model: Path, tiny_prms: dict[str, Path], log: Path
+    dtype: str,
+    embedded_model: Path,
+    tiny_prms: dict[str, Path],
+    log: Path,
+    *memory_flags: str,
 ) -> Iterator[RunningServer]:
     """A live `ponder serve` on the embedded model (real vLLM) in `dtype`, with the tiny
     Qwen2 PRM as a second in-process engine (reward "prm") and the tiny Math-Shepherd
@@ -87,6 +91,7 @@ def _serve(
             "--dtype",
             dtype,
             *ENGINE_FLAGS,
+            *memory_flags,
         ),
         log,
         "/health",
@@ -113,7 +118,13 @@ def ponder_server(
     yield from _serve(TEST_DTYPE, embedded_model, tiny_prms, log)
 
 
-@pytest.fixture(scope="session")
+#: A second server beside the session one reserves less: vLLM's CPU build refuses to
+#: start an engine whose reservation exceeds the NUMA node's free memory, and with
+#: two servers of three engines each the module's other engines did not fit.
+SECOND_SERVER_MEMORY = ("--gpu-memory-utilization", "0.1", "--prm-gpu-memory-utilization", "0.05")
+
+
+@pytest.fixture(scope="module")
 def float32_server(
     request: pytest.FixtureRequest,
     embedded_model: Path,
@@ -124,7 +135,10 @@ def float32_server(
     (the reproducibility contract, docs/reproducibility.md, promises that in float32 only).
 
     That is the session server itself where it already runs in float32 (`auto` on
-    CPUs without bf16 instructions); elsewhere a second server, started on first use.
+    CPUs without bf16 instructions). Elsewhere it is a second server, one per module
+    that uses it and stopped at the module's end, so that it never holds memory while
+    other modules start engines of their own (on a bf16 CPU, engines of a session
+    and a session-long second server left too little for test_prm_vllm's four).
     """
     from server.policy.vllm_engine import resolve_dtype
 
@@ -132,7 +146,7 @@ def float32_server(
         yield request.getfixturevalue("ponder_server")
         return
     log = tmp_path_factory.mktemp("ponder-float32") / "server.log"
-    yield from _serve("float32", embedded_model, tiny_prms, log)
+    yield from _serve("float32", embedded_model, tiny_prms, log, *SECOND_SERVER_MEMORY)
 
 
 @pytest.fixture()

@@ -69,7 +69,7 @@ def test_unknown_reward_lists_the_configured_ones_including_prm(client: httpx.Cl
     response = client.post("/v1/solve", json={**REQUEST, "reward": "oracle"})
     assert response.status_code == 400
     message = response.json()["error"]["message"]
-    assert "configured: arithmetic, self-judge, prm, shepherd" in message
+    assert "configured: arithmetic, self-judge, shepherd, prm" in message
 
 
 def test_health_checks_every_prm_engine_by_name(client: httpx.Client) -> None:
