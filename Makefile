@@ -1,8 +1,8 @@
 # Ponder: two commands for a new user.
 #   make serve   set up .venv, prepare the embedded model, run the server on 127.0.0.1:8000
 #   make test    set up .venv (with test tools) and run the whole test suite (real vLLM)
-#   make test-fast  only the unit tests (`-m "not engine"`): no model, no torch, no vLLM;
-#                seconds. Fails if torch or vllm got imported all the same.
+#   make test-fast  only the unit tests (`-m "not engine and not slow"`): no model, no
+#                torch, no vLLM; seconds. Fails if torch or vllm got imported all the same.
 #   make test-bf16  the suite with the shared test server forced to bfloat16, as on a
 #                CPU with bf16 instructions (slower here where bf16 is emulated)
 #   make lint    ruff (lint + format check) over the tree and mypy over the packages;
@@ -48,7 +48,7 @@ test: model
 
 # No `model` prerequisite: these tests never touch the embedded model.
 test-fast: install
-	$(BIN)/python -m pytest -m "not engine" --forbid-import torch --forbid-import vllm $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not engine and not slow" --forbid-import torch --forbid-import vllm $(PYTEST_ARGS)
 
 test-bf16: model
 	PONDER_TEST_DTYPE=bfloat16 $(BIN)/python -m pytest $(PYTEST_ARGS)

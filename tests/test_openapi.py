@@ -215,6 +215,7 @@ def _schemathesis() -> list[str]:
     return [found]
 
 
+@pytest.mark.slow  # about 30 s: make test runs it, make test-fast leaves it out
 def test_schemathesis_finds_nothing(server_url: str, tmp_path: Path) -> None:
     """`schemathesis run --checks all` against a server with small limits: no failures.
 
