@@ -14,11 +14,12 @@ import httpx
 from clients.bench.cli import (
     add_client_arguments,
     add_problem_arguments,
+    add_run_target_arguments,
     problems_from,
     sweep_options,
 )
 from clients.bench.client import RequestRejected
-from clients.bench.datasets import BUILTIN, JsonlFields, Subset, parse_levels
+from clients.bench.datasets import JsonlFields, Subset, parse_levels
 from clients.bench.grid import parse_params
 from learning.collect import (
     collect,
@@ -71,14 +72,7 @@ def collect_parser() -> argparse.ArgumentParser:
         epilog=_COLLECT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--server", default="http://127.0.0.1:8000", help="Ponder base URL")
-    parser.add_argument(
-        "--dataset",
-        action="append",
-        required=True,
-        help=f"one of {', '.join(BUILTIN)} or a JSONL path (repeatable)",
-    )
-    parser.add_argument("--out", required=True, type=Path, help="output folder (resumable)")
+    add_run_target_arguments(parser)
     add_problem_arguments(parser)
     search = parser.add_argument_group("what to run")
     search.add_argument(

@@ -65,14 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--server", default="http://127.0.0.1:8000", help="Ponder base URL")
-    parser.add_argument(
-        "--dataset",
-        action="append",
-        required=True,
-        help=f"one of {', '.join(BUILTIN)} or a JSONL path (repeatable)",
-    )
-    parser.add_argument("--out", required=True, type=Path, help="output folder (resumable)")
+    add_run_target_arguments(parser)
     parser.add_argument(
         "--keep-texts",
         action="store_true",
@@ -92,6 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--reward", help="reward client for every run (same as --param reward=NAME)")
     add_client_arguments(parser)
     return parser
+
+
+def add_run_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """--server, --dataset and --out: where a run goes; shared with `ponder learn`."""
+    parser.add_argument("--server", default="http://127.0.0.1:8000", help="Ponder base URL")
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        required=True,
+        help=f"one of {', '.join(BUILTIN)} or a JSONL path (repeatable)",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder (resumable)")
 
 
 def add_problem_arguments(parser: argparse.ArgumentParser) -> None:
