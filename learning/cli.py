@@ -1,6 +1,5 @@
 """`ponder learn collect` (searches into training samples), `ponder learn export`
-(samples into TRL dataset files) and `ponder learn train-prm` (a stepwise-supervision
-file into a PRM folder that `ponder serve --prm` loads)."""
+(samples into TRL dataset files); the training commands are in `learning.train_cli`."""
 
 from __future__ import annotations
 
@@ -40,13 +39,14 @@ from learning.overlap import (
 )
 from learning.records import COLLECTED_NAME, DEFAULT_SYSTEM_PROMPT, MANIFEST_NAME
 from learning.sources import load_folder
-from learning.train_prm import TrainOptions, default_base_model, train_prm
+from learning.train_cli import run_train_policy, run_train_prm
 
 _USAGE = """\
-usage: ponder learn {collect,export,train-prm} ...
-  collect    search training problems, keep every sample graded (HTTP)
-  export     write collected samples as a TRL dataset file (prm, dpo, sft)
-  train-prm  train a Math-Shepherd-style PRM on an `export --format prm` file
+usage: ponder learn {collect,export,train-prm,train-policy} ...
+  collect       search training problems, keep every sample graded (HTTP)
+  export        write collected samples as a TRL dataset file (prm, dpo, sft)
+  train-prm     train a Math-Shepherd-style PRM on an `export --format prm` file
+  train-policy  fine-tune the policy on an `export --format sft|dpo` file (TRL)
 `ponder learn COMMAND --help` for its flags."""
 
 _COLLECT_EPILOG = f"""\
@@ -233,131 +233,14 @@ def run_export(argv: list[str]) -> int:
     return 0
 
 
-_TRAIN_EPILOG = """\
-Each record is rendered as Ponder's math-shepherd PRM client renders a solution
-(`question Step 1: ... ки\\nStep 2: ... ки`); at every `ки` the model learns to put
-the next token's weight on `+` for a right step and `-` for a wrong one (two-way
-cross-entropy on those two logits). Whole questions are held out for validation
-(--val-fraction); the card (MODEL_CARD.md, card.json) gives step-level accuracy and
-AUROC of P(+) on them before and after training. The folder appears only when
-training has finished.
-
-example:
-  ponder learn train-prm prm.jsonl --out models/prm-v1 --epochs 1
-  ponder serve --prm models/prm-v1 --prm-kind math-shepherd
-"""
-
-
-def train_prm_parser() -> argparse.ArgumentParser:
-    defaults = TrainOptions(data=Path(), out=Path())
-    parser = argparse.ArgumentParser(
-        prog="ponder learn train-prm",
-        description="Train a process reward model (Math-Shepherd format: `+`/`-` logits at "
-        "each `ки`) on a stepwise-supervision file, with transformers' Trainer.",
-        epilog=_TRAIN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "data",
-        type=Path,
-        help="JSONL of {prompt, completions, labels} (`ponder learn export --format prm`)",
-    )
-    parser.add_argument("--out", required=True, type=Path, help="model folder to write")
-    parser.add_argument(
-        "--base",
-        type=Path,
-        default=None,
-        help=f"base causal LM folder (default: the embedded model, {default_base_model()})",
-    )
-    parser.add_argument("--epochs", type=float, default=defaults.epochs)
-    parser.add_argument("--max-steps", type=int, help="optimizer steps; overrides --epochs")
-    parser.add_argument(
-        "--lr",
-        type=float,
-        default=defaults.lr,
-        help="peak learning rate (linear decay, 5%% warm-up)",
-    )
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument(
-        "--grad-accum", type=int, default=defaults.grad_accum, help="batches per optimizer step"
-    )
-    parser.add_argument(
-        "--max-length",
-        type=int,
-        default=defaults.max_length,
-        help="tokens per record; steps beyond are not trained on",
-    )
-    parser.add_argument(
-        "--val-fraction",
-        type=float,
-        default=defaults.val_fraction,
-        help="share of questions held out for validation (0: none)",
-    )
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument(
-        "--dtype",
-        choices=("auto", "float32", "bfloat16"),
-        default="auto",
-        help="training precision; auto: bf16 autocast on CUDA or CPUs with "
-        "bf16 instructions, else float32",
-    )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing --out (only once the new model is complete)",
-    )
-    return parser
-
-
-def run_train_prm(argv: list[str]) -> int:
-    args = train_prm_parser().parse_args(argv)
-    options = TrainOptions(
-        data=args.data,
-        out=args.out,
-        base=args.base or default_base_model(),
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        max_length=args.max_length,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        dtype=args.dtype,
-        overwrite=args.overwrite,
-    )
-    try:
-        card = train_prm(options)
-    except (ValueError, OSError, ImportError) as error:
-        print(f"ponder learn train-prm: {error}", file=sys.stderr)
-        return 2
-    for note in card["notes"]:
-        print(f"note: {note}", file=sys.stderr)
-    before, after, training = (
-        card["validation_before"],
-        card["validation_after"],
-        card["training"],
-    )
-    print(
-        f"{training['steps']} steps, train loss {training['train_loss']:.4f}, "
-        f"{training['tokens_per_s']} tokens/s"
-    )
-    if after["steps"]:
-        print(
-            f"validation ({after['steps']} steps): accuracy {before['accuracy']:.3f} -> "
-            f"{after['accuracy']:.3f}, AUROC {_fmt(before['auroc'])} -> {_fmt(after['auroc'])}"
-        )
-    print(f"-> {args.out} (serve: ponder serve --prm {args.out} --prm-kind math-shepherd)")
-    return 0
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"collect": run_collect, "export": run_export, "train-prm": run_train_prm}
+    commands = {
+        "collect": run_collect,
+        "export": run_export,
+        "train-prm": run_train_prm,
+        "train-policy": run_train_policy,
+    }
     if argv and argv[0] in commands:
         return commands[argv[0]](argv[1:])
     asked = bool(argv) and argv[0] in ("-h", "--help")

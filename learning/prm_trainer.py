@@ -8,7 +8,6 @@ Imported by `learning.train_prm` only once the inputs have been checked, so that
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from learning.torch_training import bf16_training, dtype_of, save_model
 from learning.train_prm import (
     BAD,
     GOOD,
@@ -32,9 +32,9 @@ from learning.train_prm import (
     TrainOptions,
     auroc,
     label_balance,
-    options_summary,
     split_by_prompt,
 )
+from learning.training import options_summary
 from reward_clients.prm_formats import (
     BAD_LABEL,
     GOOD_LABEL,
@@ -248,28 +248,6 @@ def _mean(values: Any) -> float | None:
     return sum(items) / len(items) if items else None
 
 
-def _bf16_training(dtype: str) -> bool:
-    """`auto`: bf16 autocast where it is fast (CUDA, or a CPU with bf16 instructions);
-    on an AVX2-only CPU it is emulated and slower than float32 (PLATFORM.md)."""
-    if dtype != "auto":
-        return dtype == "bfloat16"
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def _dtype_of(config: Any) -> torch.dtype:
-    """The base's stored dtype (the trained model is saved in it; float32 if unsaid)."""
-    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype, None)
-    return dtype if isinstance(dtype, torch.dtype) else torch.float32
-
-
 def fit(options: TrainOptions, data: StepData, staging: Path) -> dict[str, Any]:
     """Train on `data` and save the model and tokenizer into `staging`; return the card
     (all but the wall time)."""
@@ -289,7 +267,7 @@ def fit(options: TrainOptions, data: StepData, staging: Path) -> dict[str, Any]:
         )
     if not train_set:
         raise ValueError("no training record has a step within --max-length tokens")
-    save_dtype = _dtype_of(AutoConfig.from_pretrained(options.base))
+    save_dtype = dtype_of(AutoConfig.from_pretrained(options.base))
     model = AutoModelForCausalLM.from_pretrained(options.base, dtype=torch.float32)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
@@ -300,7 +278,7 @@ def fit(options: TrainOptions, data: StepData, staging: Path) -> dict[str, Any]:
 
     per_epoch = math.ceil(len(train_set) / (options.batch_size * options.grad_accum))
     total = options.max_steps or max(1, math.ceil(options.epochs * per_epoch))
-    bf16 = _bf16_training(options.dtype)
+    bf16 = bf16_training(options.dtype)
     args = TrainingArguments(
         output_dir=str(staging / "trainer"),
         per_device_train_batch_size=options.batch_size,
@@ -330,13 +308,7 @@ def fit(options: TrainOptions, data: StepData, staging: Path) -> dict[str, Any]:
     result = trainer.train()
     after = evaluate(model, val_set, collator, label_ids, options.batch_size)
 
-    model.config.use_cache = True
-    model.to(save_dtype).save_pretrained(staging, safe_serialization=True)
-    tokenizer.save_pretrained(staging)
-    template = options.base / "chat_template.jinja"
-    if template.is_file() and not (staging / template.name).exists():
-        shutil.copy(template, staging / template.name)
-    shutil.rmtree(staging / "trainer", ignore_errors=True)
+    save_model(model, tokenizer, save_dtype, options.base, staging)
 
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     seconds = float(result.metrics.get("train_runtime", 0.0))

@@ -14,47 +14,51 @@ Why not TRL's `PRMTrainer`: it trains a token-classification head
 (`AutoModelForTokenClassification`), an architecture Ponder does not serve; so this is
 transformers' `Trainer` with a `compute_loss` of our own (no hand-written loop).
 
-The default base is the embedded model where `ponder prepare-model` puts it. learning/
-never imports server/, so the folder is computed here by the same rule as
-`server/model_prep.py` (`$PONDER_CACHE` or `~/.cache/ponder`, then
-`models/smollm2-135m-instruct`); a test keeps the two equal.
-
-Everything that can be refused (output folder, base folder, data file) is checked
-before torch is imported. The model is written to a hidden sibling folder and renamed
-into place at the end, so an interrupted run leaves no folder `--prm` would load.
+The default base is the embedded model where `ponder prepare-model` puts it
+(`learning.training`). Everything that can be refused (output folder, base folder,
+data file) is checked before torch is imported. The model is written to a hidden
+sibling folder and renamed into place at the end, so an interrupted run leaves no
+folder `--prm` would load.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import random
-import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from learning.training import (
+    CARD_JSON,
+    CARD_MD,
+    TrainOptions,
+    check_paths,
+    default_base_model,
+    metric,
+    split_by_group,
+    write_card,
+    write_model_folder,
+)
 from reward_clients.prm_formats import (
     BAD_LABEL,
     GOOD_LABEL,
     SHEPHERD_STEP_TAG,
 )
 
-EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
-#: `server/model_prep.py` writes this file last; without it the folder is half made.
-PREPARED_MARKER = ".ponder-prepared"
-CARD_JSON, CARD_MD = "card.json", "MODEL_CARD.md"
+__all__ = [
+    "CARD_JSON",
+    "CARD_MD",
+    "TrainOptions",
+    "default_base_model",
+    "load_step_data",
+    "split_by_prompt",
+    "train_prm",
+]
+
 #: Two-way classes at each step tag: index 0 is `+` (right step), 1 is `-`.
 GOOD, BAD = 0, 1
-
-
-def default_base_model() -> Path:
-    """The embedded model's folder, as `server.model_prep.embedded_model_dir` makes it."""
-    cache = Path(os.environ.get("PONDER_CACHE", Path.home() / ".cache" / "ponder"))
-    return cache / "models" / EMBEDDED_MODEL_NAME
 
 
 @dataclass(frozen=True)
@@ -130,19 +134,8 @@ def load_step_data(path: Path) -> StepData:
 def split_by_prompt(
     examples: Sequence[StepExample], fraction: float, seed: int
 ) -> tuple[list[StepExample], list[StepExample]]:
-    """(train, validation): whole prompts held out, so validation questions are unseen.
-
-    At least one prompt is held out when `fraction` > 0 and there are two or more;
-    never all of them.
-    """
-    prompts = sorted({e.prompt for e in examples})
-    random.Random(seed).shuffle(prompts)
-    count = min(len(prompts) - 1, math.ceil(fraction * len(prompts))) if fraction > 0 else 0
-    held = set(prompts[: max(0, count)])
-    return (
-        [e for e in examples if e.prompt not in held],
-        [e for e in examples if e.prompt in held],
-    )
+    """(train, validation): whole prompts held out, so validation questions are unseen."""
+    return split_by_group(examples, lambda e: e.prompt, fraction, seed)
 
 
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
@@ -173,57 +166,6 @@ def label_balance(examples: Sequence[StepExample]) -> dict[str, int]:
     }
 
 
-@dataclass
-class TrainOptions:
-    data: Path
-    out: Path
-    base: Path = field(default_factory=default_base_model)
-    epochs: float = 1.0
-    max_steps: int | None = None
-    lr: float = 2e-5
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int = 512
-    val_fraction: float = 0.1
-    seed: int = 0
-    dtype: str = "auto"  # training precision: auto | float32 | bfloat16 (autocast)
-    overwrite: bool = False
-    #: Extra `transformers.TrainerCallback`s (tests use one to interrupt a run).
-    callbacks: list[Any] = field(default_factory=list)
-
-
-def check_paths(options: TrainOptions) -> None:
-    """Refuse an existing output and a missing base before anything is loaded."""
-    out, base = options.out, options.base
-    if out.exists() and not options.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out} is a file; --out names a model folder")
-    if not (base / "config.json").is_file():
-        hint = (
-            " (the embedded model: run `ponder prepare-model` first)"
-            if base == default_base_model()
-            else ""
-        )
-        raise FileNotFoundError(f"base model {base} not found: no config.json there{hint}")
-    if base == default_base_model() and not (base / PREPARED_MARKER).is_file():
-        raise FileNotFoundError(f"base model {base} is half prepared; rerun `ponder prepare-model`")
-    if out.resolve() == base.resolve():
-        raise ValueError("--out must not be the --base folder")
-    for name, value, low in (
-        ("--batch-size", options.batch_size, 1),
-        ("--max-length", options.max_length, 16),
-    ):
-        if value < low:
-            raise ValueError(f"{name} must be at least {low}")
-    if options.max_steps is not None and options.max_steps < 1:
-        raise ValueError("--max-steps must be at least 1")
-    if options.epochs <= 0 or options.lr <= 0 or not 0 <= options.val_fraction < 1:
-        raise ValueError("--epochs and --lr must be positive and --val-fraction in [0, 1)")
-    if options.dtype not in ("auto", "float32", "bfloat16"):
-        raise ValueError(f"--dtype: unknown {options.dtype!r}; auto, float32 or bfloat16")
-
-
 def train_prm(options: TrainOptions) -> dict[str, Any]:
     """Train and save the PRM into `options.out`; return the card (also saved there)."""
     check_paths(options)
@@ -237,37 +179,14 @@ def train_prm(options: TrainOptions) -> dict[str, Any]:
         ) from error
 
     started = time.monotonic()
-    staging = options.out.parent / f".{options.out.name}.partial-{os.getpid()}"
-    options.out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+
+    def fill(staging: Path) -> dict[str, Any]:
         card = prm_trainer.fit(options, data, staging)
         card["wall_s"] = round(time.monotonic() - started, 1)
-        write_card(staging, card)
-        _swap_into_place(staging, options.out)
-    except BaseException:  # KeyboardInterrupt included: never leave a loadable half model
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return card
+        write_card(staging, card, card_markdown(card))
+        return card
 
-
-def _swap_into_place(staging: Path, out: Path) -> None:
-    """Rename `staging` to `out`; an old `out` (--overwrite) goes only once the new is in."""
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(old)
-    staging.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def write_card(folder: Path, card: dict[str, Any]) -> None:
-    (folder / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    (folder / CARD_MD).write_text(card_markdown(card), encoding="utf-8")
-
-
-def _metric(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+    return write_model_folder(options.out, fill)
 
 
 def card_markdown(card: dict[str, Any]) -> str:
@@ -294,8 +213,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- Hyper-parameters: {json.dumps(card['hyperparameters'])}",
         (
             f"- Training: {card['training']['steps']} optimizer steps, train loss "
-            f"{_metric(card['training']['train_loss'])} (last logged "
-            f"{_metric(card['training']['last_logged_loss'])}), "
+            f"{metric(card['training']['train_loss'])} (last logged "
+            f"{metric(card['training']['last_logged_loss'])}), "
             f"{card['training']['tokens_per_s']} tokens/s, {card.get('wall_s')} s in all"
         ),
         "",
@@ -303,7 +222,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         "| --- | --- | --- |",
     ]
     for key in ("loss", "accuracy", "auroc"):
-        lines.append(f"| {key} | {_metric(before.get(key))} | {_metric(after.get(key))} |")
+        lines.append(f"| {key} | {metric(before.get(key))} | {metric(after.get(key))} |")
     lines += [
         "",
         (
@@ -314,18 +233,3 @@ def card_markdown(card: dict[str, Any]) -> str:
     ]
     lines += [f"Note: {note}" for note in card.get("notes", [])]
     return "\n".join(lines) + "\n"
-
-
-def options_summary(options: TrainOptions) -> dict[str, Any]:
-    keep = (
-        "epochs",
-        "max_steps",
-        "lr",
-        "batch_size",
-        "grad_accum",
-        "max_length",
-        "val_fraction",
-        "seed",
-        "dtype",
-    )
-    return {k: getattr(options, k) for k in keep}
