@@ -258,8 +258,73 @@ def print_report(rows: list[Row], out: Path) -> None:
         print(coverage_table(table))
 
 
+_COMPARE_EPILOG = """\
+example:
+  ponder bench compare --line 'verifier=results/eval:arithmetic/weighted' \\
+      --line 'learned=results/eval:learned/weighted' \\
+      --pair results/eval:learned/weighted:n=8 results/eval:arithmetic/weighted:n=8 \\
+      --plot plot.png
+"""
+
+
+def compare(argv: list[str]) -> int:
+    from clients.bench import compare as cmp
+
+    parser = argparse.ArgumentParser(
+        prog="ponder bench compare",
+        description="Put lines from several bench result folders on one plot (Wilson "
+        "intervals) and sign-test pairs of cells on the problems both answered.",
+        epilog=_COMPARE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--line",
+        action="append",
+        default=[],
+        metavar="NAME=RESULTS:LABEL",
+        help="a line: every setting of LABEL in RESULTS (a results.jsonl or its folder)",
+    )
+    parser.add_argument(
+        "--pair",
+        action="append",
+        nargs=2,
+        default=[],
+        metavar="RESULTS:LABEL:SETTING",
+        help="sign-test cell A against cell B (repeatable)",
+    )
+    parser.add_argument("--plot", type=Path, help="write the lines' plot here (png)")
+    parser.add_argument("--title", default="", help="the plot's title")
+    args = parser.parse_args(argv)
+    cache: dict[Path, list[Row]] = {}
+    try:
+        named = []
+        for spec in args.line:
+            name, sep, ref = spec.partition("=")
+            if not sep or not name:
+                raise ValueError(f"--line {spec!r}: expected NAME=RESULTS:LABEL")
+            named.append((name, cmp.CellRef.parse(ref, need_setting=False)))
+        data = cmp.lines(named, cache)
+        tests = []
+        for a_spec, b_spec in args.pair:
+            a, b = (cmp.CellRef.parse(x, need_setting=True) for x in (a_spec, b_spec))
+            tests.append(cmp.paired(a.rows(cache), b.rows(cache), a_spec, b_spec))
+    except (ValueError, OSError) as error:
+        print(f"ponder bench compare: {error}", file=sys.stderr)
+        return 2
+    if data:
+        print(cmp.lines_table(data))
+    if tests:
+        print("\n" + cmp.pairs_table(tests))
+    if args.plot and data:
+        cmp.plot(data, args.plot, args.title)
+        print(f"\nplot: {args.plot}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "report":
         return report(argv[1:])
+    if argv and argv[0] == "compare":
+        return compare(argv[1:])
     return run(argv)
