@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, model_validator
 
 from search_strategies.answers import canonical_answer, extract_answer
 from search_strategies.budget import (
@@ -26,7 +26,7 @@ from search_strategies.budget import (
     StopReason,
 )
 from search_strategies.params import StrategyParams, capped_by
-from search_strategies.protocols import Completion, Problem
+from search_strategies.protocols import ChatMessage, Completion, Problem
 from search_strategies.results import Candidate, SearchResult, TraceNode
 from search_strategies.reward import Aggregation, aggregate
 from search_strategies.steps import split_steps
@@ -42,8 +42,38 @@ class BestOfNParams(StrategyParams):
     aggregation: Aggregation = Field(
         "last", description="How step rewards combine into a solution's reward."
     )
+    answer_prefix: str | None = Field(
+        None,
+        description="A partial solution to continue: every sample continues it, and "
+        "candidates hold the continuation only (answers are read from it). Only with "
+        "selection=majority, since a reward would judge the continuation alone "
+        "(Monte-Carlo step labels: `ponder learn label-mc`).",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                {
+                    "if": {
+                        "properties": {"answer_prefix": {"type": "string", "minLength": 1}},
+                        "required": ["answer_prefix"],
+                    },
+                    "then": {"properties": {"selection": {"const": "majority"}}},
+                }
+            ]
+        }
+    )
 
     reward_field: ClassVar[str] = "selection"
+
+    @model_validator(mode="after")
+    def _prefix_only_for_a_vote(self) -> BestOfNParams:
+        if self.answer_prefix and self.selection != "majority":
+            raise ValueError(
+                f"answer_prefix: continuing a partial solution needs selection=majority "
+                f"(got {self.selection!r}): a reward would judge the continuation alone"
+            )
+        return self
 
     @property
     def needs_reward(self) -> bool:
@@ -161,7 +191,10 @@ async def best_of_n(
     budget: Budget,
 ) -> SearchResult:
     """Sample `params.n` solutions in ONE engine call, score them in one reward call."""
-    prompt = await policy.encode_chat(problem.messages())
+    messages = problem.messages()
+    if params.answer_prefix:  # left open: the samples continue it
+        messages.append(ChatMessage("assistant", params.answer_prefix))
+    prompt = await policy.encode_chat(messages)
     per_sample = budget.tokens_per_sample(params.n, params.max_new_tokens)
     if per_sample == 0:
         return _empty_result(budget, budget.exhausted() or StopReason.TOKEN_BUDGET)

@@ -85,7 +85,9 @@ class Policy(Protocol):
     def model_name(self) -> str: ...
 
     async def encode_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
-        """Render messages through the model's chat template into prompt token ids."""
+        """Render messages through the model's chat template into prompt token ids,
+        ending in an opened assistant turn, or, when the last message is the
+        assistant's, in that turn left open so that generation continues it."""
         ...
 
     async def generate(

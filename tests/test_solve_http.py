@@ -216,3 +216,39 @@ def test_unknown_route_and_method_answer_in_error_format(client: httpx.Client) -
     wrong_method = client.get("/v1/solve")
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"]["message"]
+
+
+PREFIX = "Each bag has 4 marbles and there are 3 bags.\n\n3 * 4 = 12"
+
+
+def test_answer_prefix_is_continued_not_repeated(client: httpx.Client, embedded_model) -> None:
+    """The prompt is the chat with the assistant's turn opened by the prefix and left
+    open: exactly the prefix's tokens longer than the plain prompt, and the candidates
+    hold what follows it."""
+    from transformers import AutoTokenizer
+
+    plain = solve(client, strategy="best_of_n", n=2, max_new_tokens=24, seed=5).json()
+    body = {"strategy": "best_of_n", "n": 2, "max_new_tokens": 24, "seed": 5}
+    response = solve(client, **body, answer_prefix=PREFIX)
+    assert response.status_code == 200, response.text
+    continued = response.json()
+    prefix_tokens = AutoTokenizer.from_pretrained(embedded_model).encode(
+        PREFIX, add_special_tokens=False
+    )
+    assert continued["usage"]["prompt_tokens"] == plain["usage"]["prompt_tokens"] + len(
+        prefix_tokens
+    )
+    assert all(not c["text"].startswith(PREFIX[:20]) for c in continued["candidates"])
+
+
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        ({"strategy": "best_of_n", "n": 2, "selection": "weighted"}, "needs selection=majority"),
+        ({"strategy": "beam_search", "n": 2, "beam_width": 2}, "answer_prefix"),
+    ],
+)
+def test_answer_prefix_outside_a_majority_vote_is_400(client: httpx.Client, body, says) -> None:
+    response = solve(client, **body, max_new_tokens=16, answer_prefix=PREFIX)
+    assert response.status_code == 400, response.text
+    assert says in response.json()["error"]["message"]

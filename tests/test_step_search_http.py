@@ -75,6 +75,16 @@ def test_step_search_runs_in_budgeted_waves(client: httpx.Client, strategy: str)
     if strategy in ("beam_search", "dvts"):
         # Children are prompted with their parent's token ids: the prefix cache hits.
         assert usage["cached_prompt_tokens"] > 0
+    if strategy == "particle_filtering":
+        # The lineage and weights: N particles from the root, every step weighed, the
+        # answer a finished particle that kept weight.
+        steps = result["trace"][1:]
+        assert trace[0]["weight"] is None
+        assert all(0.0 <= node["weight"] <= 1.0 + 1e-9 for node in steps)
+        assert sum(node["parent"] == 0 for node in steps) == CASES[strategy]["n"]
+        assert chain[-1]["weight"] > 0.0
+    else:
+        assert all(node["weight"] is None for node in result["trace"])
 
 
 def test_step_search_stops_at_the_reward_budget(client: httpx.Client) -> None:

@@ -49,13 +49,16 @@ class RemotePolicy:
         return self._model
 
     async def encode_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
+        continuing = bool(messages) and messages[-1].role == "assistant"
         body = await self._request(
             "POST",
             f"{self._root}/tokenize",
             json={
                 "model": self._model,
                 "messages": [{"role": m.role, "content": m.content} for m in messages],
-                "add_generation_prompt": True,
+                # vLLM's /tokenize: an assistant turn last is continued, not closed.
+                "add_generation_prompt": not continuing,
+                "continue_final_message": continuing,
                 "add_special_tokens": False,
             },
         )

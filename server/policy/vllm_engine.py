@@ -77,8 +77,12 @@ class VLLMPolicy:
 
     async def encode_chat(self, messages: Sequence[ChatMessage]) -> list[int]:
         turns = [{"role": m.role, "content": m.content} for m in messages]
+        continuing = bool(turns) and turns[-1]["role"] == "assistant"
         text = self._tokenizer.apply_chat_template(
-            turns, tokenize=False, add_generation_prompt=True
+            turns,
+            tokenize=False,
+            add_generation_prompt=not continuing,
+            continue_final_message=continuing,
         )
         return list(self._tokenizer.encode(text, add_special_tokens=False))
 
