@@ -30,7 +30,8 @@ from learning.collect import (
     training_set,
 )
 from learning.export import FORMATS, records, write_jsonl
-from learning.labels import LABEL_METHODS, labeler
+from learning.label_cli import run_label
+from learning.labels import LABEL_METHODS, labeler, outcome_labels
 from learning.overlap import (
     EvalSet,
     eval_set_from_file,
@@ -38,12 +39,13 @@ from learning.overlap import (
     published_eval_set,
 )
 from learning.records import COLLECTED_NAME, DEFAULT_SYSTEM_PROMPT, MANIFEST_NAME
-from learning.sources import load_folder
+from learning.sources import Sample, SolvedProblem, load_folder
 from learning.train_cli import run_train_policy, run_train_prm
 
 _USAGE = """\
-usage: ponder learn {collect,export,train-prm,train-policy} ...
+usage: ponder learn {collect,label,export,train-prm,train-policy} ...
   collect       search training problems, keep every sample graded (HTTP)
+  label         Monte-Carlo step labels: K rollouts from every step (HTTP)
   export        write collected samples as a TRL dataset file (prm, dpo, sft)
   train-prm     train a Math-Shepherd-style PRM on an `export --format prm` file
   train-policy  fine-tune the policy on an `export --format sft|dpo` file (TRL)
@@ -200,8 +202,9 @@ def export_parser() -> argparse.ArgumentParser:
         "--labels",
         choices=LABEL_METHODS,
         default="outcome",
-        help="step labels for --format prm (outcome: each step gets its "
-        "sample's grade; mc: not built yet)",
+        help="step labels for --format prm (outcome: each step gets its sample's grade; "
+        "mc: right if any rollout of `ponder learn label` from it is; mc-soft: if at "
+        "least half are)",
     )
     parser.add_argument(
         "--system-prompt",
@@ -215,16 +218,30 @@ def export_parser() -> argparse.ArgumentParser:
 def run_export(argv: list[str]) -> int:
     args = export_parser().parse_args(argv)
     try:
-        label = labeler(args.labels)
         folder = load_folder(args.folder, args.system_prompt)
+        label = labeler(args.labels, args.folder) if args.format == "prm" else outcome_labels
+        unlabelled = 0
+
+        def counted(problem: SolvedProblem, sample: Sample) -> list[bool] | None:
+            nonlocal unlabelled
+            labels = label(problem, sample)
+            unlabelled += labels is None
+            return labels
+
         written = write_jsonl(
-            args.out, records(args.format, folder.problems, label), args.overwrite
+            args.out, records(args.format, folder.problems, counted), args.overwrite
         )
     except (ValueError, OSError) as error:
         print(f"ponder learn export: {error}", file=sys.stderr)
         return 2
     for note in folder.notes:
         print(f"note: {note}", file=sys.stderr)
+    if unlabelled:
+        print(
+            f"note: {unlabelled} samples have no {args.labels} labels (not labelled by "
+            "`ponder learn label`, or with other steps) and were left out",
+            file=sys.stderr,
+        )
     labels = f", {args.labels} step labels" if args.format == "prm" else ""
     print(
         f"{written.records} {args.format} records from {len(folder.problems)} problems "
@@ -237,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {
         "collect": run_collect,
+        "label": run_label,
         "export": run_export,
         "train-prm": run_train_prm,
         "train-policy": run_train_policy,

@@ -59,11 +59,12 @@ def _assistant(sample: Sample) -> list[dict[str, str]]:
 def prm_records(problems: Iterable[SolvedProblem], label: StepLabeler) -> Iterator[Record]:
     for problem in problems:
         for sample in distinct_samples(problem):
-            if sample.steps:
+            labels = label(problem, sample) if sample.steps else None
+            if labels is not None:
                 yield {
                     "prompt": problem.question,
                     "completions": list(sample.steps),
-                    "labels": label(problem, sample),
+                    "labels": labels,
                 }
 
 

@@ -125,8 +125,10 @@ def test_outcome_labels_give_every_step_its_samples_grade(tmp_path: Path) -> Non
     assert outcome_labels(mixed, mixed.samples[3]) == [True, True, True]
     assert outcome_labels(mixed, mixed.samples[1]) == [False, False]
     assert labeler("outcome") is outcome_labels
-    with pytest.raises(ValueError, match="not built yet"):
-        labeler("mc")
+    with pytest.raises(ValueError, match="run `ponder learn label"):
+        labeler("mc", tmp_path)
+    with pytest.raises(ValueError, match="unknown --labels"):
+        labeler("vibes")
 
 
 def test_prm_export_is_stepwise_supervision(tmp_path: Path, capsys) -> None:
