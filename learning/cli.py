@@ -29,7 +29,7 @@ from learning.collect import (
     summary,
     training_set,
 )
-from learning.export import FORMATS, records, write_jsonl
+from learning.export import FORMATS, balanced, records, write_jsonl
 from learning.label_cli import run_label
 from learning.labels import LABEL_METHODS, labeler, outcome_labels
 from learning.overlap import (
@@ -211,6 +211,12 @@ def export_parser() -> argparse.ArgumentParser:
         help="system prompt for rows that record none (bench folders; "
         "default: the server's default prompt)",
     )
+    parser.add_argument(
+        "--wrong-per-right",
+        type=float,
+        help="prm: keep every right sample and at most this many wrong samples per right "
+        "one, wrong samples of problems with a right one first (default: all)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     return parser
 
@@ -220,6 +226,11 @@ def run_export(argv: list[str]) -> int:
     try:
         folder = load_folder(args.folder, args.system_prompt)
         label = labeler(args.labels, args.folder) if args.format == "prm" else outcome_labels
+        problems = folder.problems
+        if args.wrong_per_right is not None:
+            if args.format != "prm" or args.wrong_per_right < 0:
+                raise ValueError("--wrong-per-right is a number >= 0, for --format prm only")
+            problems = balanced(problems, args.wrong_per_right)
         unlabelled = 0
 
         def counted(problem: SolvedProblem, sample: Sample) -> list[bool] | None:
@@ -228,9 +239,7 @@ def run_export(argv: list[str]) -> int:
             unlabelled += labels is None
             return labels
 
-        written = write_jsonl(
-            args.out, records(args.format, folder.problems, counted), args.overwrite
-        )
+        written = write_jsonl(args.out, records(args.format, problems, counted), args.overwrite)
     except (ValueError, OSError) as error:
         print(f"ponder learn export: {error}", file=sys.stderr)
         return 2

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,35 @@ def distinct_samples(problem: SolvedProblem) -> list[Sample]:
             seen.add(sample.text)
             kept.append(sample)
     return kept
+
+
+def balanced(problems: Sequence[SolvedProblem], wrong_per_right: float) -> list[SolvedProblem]:
+    """The problems with every right sample and at most `wrong_per_right` wrong samples
+    per right one: first the wrong samples of problems that also have a right one (the
+    contrasts a reward must learn), then the others, each group in file order.
+
+    Outcome labels on a weak policy are mostly "wrong"; this keeps the training set
+    from being spent on easy negatives.
+    """
+    right = sum(s.correct for p in problems for s in distinct_samples(p))
+    budget = int(wrong_per_right * right)
+    contrast = [p for p in problems if any(s.correct for s in p.samples)]
+    others = [p for p in problems if not any(s.correct for s in p.samples)]
+    kept: set[tuple[str, str, int]] = set()
+    for problem in contrast + others:
+        for sample in distinct_samples(problem):
+            if not sample.correct and budget > 0:
+                kept.add((problem.problem_id, problem.cell, sample.index))
+                budget -= 1
+    return [
+        replace(
+            p,
+            samples=tuple(
+                s for s in p.samples if s.correct or (p.problem_id, p.cell, s.index) in kept
+            ),
+        )
+        for p in problems
+    ]
 
 
 def chat_prompt(problem: SolvedProblem) -> list[dict[str, str]]:

@@ -280,3 +280,31 @@ def test_bench_rows_without_keep_texts_are_unchanged() -> None:
     kept = rows_for(_problem(0), cell, Solved(body, 0.1, 1), "toy", keep_texts=True)
     assert kept[0]["samples"][0]["text"] == RIGHT_A and kept[0]["question"]
     assert [r["answer"] for r in kept] == [r["answer"] for r in plain]
+
+
+def test_wrong_per_right_keeps_every_right_sample_and_the_contrasts_first(
+    tmp_path: Path, capsys
+) -> None:
+    folder = _collected_folder(tmp_path / "c")
+    kept = {}
+    for ratio in ("1", "0.5", "0"):
+        out = tmp_path / f"prm-{ratio}.jsonl"
+        assert _export(folder, "prm", out, "--wrong-per-right", ratio) == 0
+        rows = _lines(out)
+        kept[ratio] = (
+            sum(r["labels"][0] for r in rows),
+            [(r["prompt"][:10], r["completions"][0]) for r in rows if not r["labels"][0]],
+        )
+    # 3 distinct right samples; problem 0's wrong samples (it has right ones too) first.
+    assert kept["1"] == (
+        3,
+        [
+            ("Question 0", "3 + 4 = 7."),
+            ("Question 0", "I am not sure."),
+            ("Question 1", "3 + 4 = 7."),
+        ],
+    )
+    assert kept["0.5"] == (3, [("Question 0", "3 + 4 = 7.")])
+    assert kept["0"] == (3, [])
+    assert _export(folder, "sft", tmp_path / "x.jsonl", "--wrong-per-right", "1") == 2
+    assert "--format prm only" in capsys.readouterr().err
