@@ -92,20 +92,24 @@ def to_candidate(completion: Completion) -> Candidate:
     )
 
 
-def select_majority(candidates: list[Candidate]) -> Candidate | None:
-    """Score each candidate by its answer's vote share and return the winner.
+def vote_shares(candidates: list[Candidate]) -> list[float]:
+    """Each candidate's answer's share of the votes (canonical answers; none: 0)."""
+    groups = _answer_groups(candidates)
+    size = {id(m): len(members) for members in groups.values() for m in members}
+    return [size.get(id(c), 0) / len(candidates) for c in candidates]
 
-    Candidates without an answer get score 0 and win only when nobody has an answer.
-    Votes count canonical answers (`0.5` and `\\frac{1}{2}` agree). Among equal vote
-    counts the group with the higher mean log-probability wins; within the winning
-    group, the most likely sample written in its most common form is returned.
+
+def select_majority(candidates: list[Candidate]) -> Candidate | None:
+    """The majority vote's winner (pure: the candidates are not touched).
+
+    Candidates without an answer win only when nobody has an answer. Votes count
+    canonical answers (`0.5` and `\\frac{1}{2}` agree). Among equal vote counts the
+    group with the higher mean log-probability wins; within the winning group, the
+    most likely sample written in its most common form is returned.
     """
     if not candidates:
         return None
     groups = _answer_groups(candidates)
-    for members in groups.values():
-        for member in members:
-            member.score = len(members) / len(candidates)
     if not groups:
         return max(candidates, key=lambda c: c.mean_logprob)
 
@@ -119,32 +123,29 @@ def select_majority(candidates: list[Candidate]) -> Candidate | None:
 def select_by_reward(
     candidates: list[Candidate], rewards: list[float], selection: Selection
 ) -> Candidate | None:
-    """Set each candidate's score to its reward and pick by `selection`.
+    """The pick by `rewards` (one per candidate; pure: the candidates are not touched).
 
     `weighted` sums rewards per canonical answer (answerless samples only win when no
     sample has an answer) and returns the group's best sample in its most common form;
     `max_reward` takes the best single sample. Ties go to the higher mean log-probability.
     """
-    for candidate, reward in zip(candidates, rewards, strict=True):
-        candidate.score = reward
+    if len(rewards) != len(candidates):
+        raise ValueError(f"{len(rewards)} rewards for {len(candidates)} candidates")
     if not candidates:
         return None
+    reward_of = {id(c): r for c, r in zip(candidates, rewards)}
+
+    def key(candidate: Candidate) -> tuple[float, float]:
+        return reward_of[id(candidate)], candidate.mean_logprob
+
     groups = _answer_groups(candidates)
     if selection == "max_reward" or not groups:
-        return _highest_reward(candidates)
+        return max(candidates, key=key)
 
     def group_key(members: list[Candidate]) -> tuple[float, float]:
-        return sum(m.score for m in members), max(m.mean_logprob for m in members)
+        return sum(reward_of[id(m)] for m in members), max(m.mean_logprob for m in members)
 
-    return _in_common_form(max(groups.values(), key=group_key), _reward_key)
-
-
-def _highest_reward(pool: list[Candidate]) -> Candidate:
-    return max(pool, key=_reward_key)
-
-
-def _reward_key(candidate: Candidate) -> tuple[float, float]:
-    return candidate.score, candidate.mean_logprob
+    return _in_common_form(max(groups.values(), key=group_key), key)
 
 
 def _in_common_form(
@@ -227,16 +228,29 @@ async def _select(
     candidates: list[Candidate],
     reward: MeteredReward | None,
 ) -> tuple[Candidate | None, StopReason | None]:
-    """The chosen candidate, and why the search stopped early if the reward ran out."""
-    if not params.needs_reward:
-        return select_majority(candidates), None
-    if reward is None:
-        raise ValueError(f"selection {params.selection!r} needs a reward model")
-    try:
-        rewards = await _rewards(problem, candidates, reward, params.aggregation)
-    except BudgetExhausted as exhausted:  # the samples exist: fall back to voting
-        return select_majority(candidates), exhausted.reason
-    return select_by_reward(candidates, rewards, params.selection), None
+    """The chosen candidate, and why the search stopped early if the reward ran out.
+
+    Each candidate's `score` becomes what it was judged by: its reward, or under a
+    vote its answer's vote share.
+    """
+    stopped = None
+    if params.needs_reward:
+        if reward is None:
+            raise ValueError(f"selection {params.selection!r} needs a reward model")
+        try:
+            rewards = await _rewards(problem, candidates, reward, params.aggregation)
+        except BudgetExhausted as exhausted:  # the samples exist: fall back to voting
+            stopped = exhausted.reason
+        else:
+            _set_scores(candidates, rewards)
+            return select_by_reward(candidates, rewards, params.selection), None
+    _set_scores(candidates, vote_shares(candidates))
+    return select_majority(candidates), stopped
+
+
+def _set_scores(candidates: list[Candidate], scores: list[float]) -> None:
+    for candidate, score in zip(candidates, scores, strict=True):
+        candidate.score = score
 
 
 def _trace(

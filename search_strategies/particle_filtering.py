@@ -287,6 +287,7 @@ async def _finish(
             rank=lambda n: (n.weight or 0.0, n.score or 0.0, n.mean_logprob),
         )
     candidates = [to_candidate(node) for node in finished]
-    picked = select_by_reward(candidates, [mass[node] for node in finished], "weighted")
+    weights = [mass[node] for node in finished]
+    picked = select_by_reward(candidates, weights, "weighted")
     choose = next(n for n, c in zip(finished, candidates, strict=True) if c is picked)
     return result_from(tree, finished, budget, stopped, choose)

@@ -203,10 +203,8 @@ def _result(
     candidates = [a.candidate for a in attempts]
     any_scored = any(a.step_scores is not None for a in attempts)
     if params.selection == "majority" or not any_scored:
-        # Vote on copies: select_majority overwrites scores with vote shares.
-        copies = [Candidate(**vars(c)) for c in candidates]
-        winner = select_majority(copies)
-        picked = next((a for a, c in zip(attempts, copies) if c is winner), None)
+        winner = select_majority(candidates)
+        picked = next((a for a in attempts if a.candidate is winner), None)
     else:
         picked = max(
             attempts,

@@ -12,6 +12,7 @@ from search_strategies.best_of_n import (
     best_of_n,
     select_by_reward,
     select_majority,
+    vote_shares,
 )
 from search_strategies.budget import (
     Budget,
@@ -43,9 +44,11 @@ def run(policy: ScriptedPolicy, limits: BudgetLimits = BudgetLimits(), **params)
 
 def test_majority_beats_likelihood() -> None:
     pool = [candidate("7", -0.1), candidate("8", -2.0), candidate("8", -1.5)]
+    before = [vars(c).copy() for c in pool]
     chosen = select_majority(pool)
     assert chosen is pool[2]  # most likely member of the winning group
-    assert [c.score for c in pool] == [1 / 3, 2 / 3, 2 / 3]
+    assert vote_shares(pool) == [1 / 3, 2 / 3, 2 / 3]
+    assert [vars(c) for c in pool] == before  # pure: nothing written on the candidates
 
 
 def test_tie_broken_by_mean_logprob_of_group() -> None:
@@ -140,7 +143,9 @@ def test_weighted_sums_rewards_per_answer() -> None:
     pool = [candidate("7", -1.0), candidate("7", -1.0), candidate("9", -0.1)]
     assert select_by_reward(pool, [0.5, 0.5, 0.8], "weighted").answer == "7"
     assert select_by_reward(pool, [0.5, 0.5, 0.8], "max_reward").answer == "9"
-    assert [c.score for c in pool] == [0.5, 0.5, 0.8]
+    assert [c.score for c in pool] == [0.0, 0.0, 0.0]  # pure: the rewards are not written
+    with pytest.raises(ValueError, match="2 rewards for 3 candidates"):
+        select_by_reward(pool, [0.5, 0.5], "weighted")
 
 
 def test_bad_reward_output_is_an_error() -> None:

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The published learning result (docs/learning.md, "The published result"), stage by
+# stage. Every stage is a plain `ponder` command; bench and collect stages resume if
+# rerun with the same folders. Run from the repository root after `make install`.
+#
+#   bash learning/published/run.sh collect|train|eval-base|eval-policy|report
+#
+# Sizes were chosen from measured rates on a 2-core CPU (docs/learning.md says which
+# and what each stage cost). WORK holds the data and models (large, not committed);
+# the bench folders and the report are copied into learning/published/.
+set -euo pipefail
+WORK=${WORK:-/work/runs}
+PORT=${PORT:-8123}
+URL=http://127.0.0.1:$PORT
+PONDER=${PONDER:-.venv/bin/ponder}
+EVAL=(--dataset arithmetic --levels 1 --limit 100)
+FEW_SHOT=$'Solve the problem step by step. Put the final answer in \\boxed{}.\n\nExample.\nProblem: Mia has 12 coins. Then Mia gets 5 more coins. How many coins does Mia have now?\nSolution: Mia starts with 12 coins.\n\nShe gets 5 more: 12 + 5 = 17.\n\nThe answer is \\boxed{17}.\n\nExample.\nProblem: Ben has 3 boxes with 6 pens in each box. How many pens does Ben have now?\nSolution: There are 3 boxes of 6 pens.\n\n3 * 6 = 18.\n\nThe answer is \\boxed{18}.'
+
+serve() {  # serve [ponder serve flags...]: start in the background, wait for /health
+  "$PONDER" serve --enforce-eager --port "$PORT" "$@" >"$WORK/serve.log" 2>&1 &
+  SERVER=$!
+  for _ in $(seq 300); do curl -sf "$URL/health" >/dev/null && return 0; sleep 2; done
+  echo "server did not start; see $WORK/serve.log" >&2; return 1
+}
+stop() { kill "$SERVER"; wait "$SERVER" || true; }
+
+case "${1:-}" in
+collect)  # training data: best-of-8 on problems disjoint from the evaluation set
+  serve --reward arithmetic
+  "$PONDER" learn collect --server "$URL" --dataset arithmetic --levels 1,2 --seed 8 \
+    --limit 300 --samples 8 --reward arithmetic --param max_new_tokens=256 \
+    --drop-overlap --concurrency 4 --no-progress --out "$WORK/collect-p95"
+  stop ;;
+train)  # a PRM on outcome labels (balanced), and the policy on its right samples
+  "$PONDER" learn export "$WORK/collect-p95" --format prm --labels outcome \
+    --wrong-per-right 3 --out "$WORK/prm.jsonl" --overwrite
+  "$PONDER" learn export "$WORK/collect-p95" --format sft --out "$WORK/sft.jsonl" --overwrite
+  "$PONDER" learn train-prm "$WORK/prm.jsonl" --out "$WORK/models/prm-v1" --epochs 2 \
+    --lr 3e-5 --overwrite
+  "$PONDER" learn train-policy "$WORK/sft.jsonl" --method sft --out "$WORK/models/policy-ei1" \
+    --epochs 2 --overwrite ;;
+eval-base)  # the base policy: rewards compared, greedy, a few-shot prompt, step search
+  serve --reward "learned=math-shepherd:$WORK/models/prm-v1" --reward arithmetic:0.5,learned:0.5
+  "$PONDER" bench --server "$URL" "${EVAL[@]}" --grid clients/bench/grids/learned_rewards.toml \
+    --concurrency 4 --no-progress --out "$WORK/eval-base"
+  "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 8 --no-progress \
+    --run "best_of_n n=1 temperature=0 label=greedy" --param max_new_tokens=256 \
+    --out "$WORK/eval-greedy"
+  "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 8 --no-progress \
+    --run "best_of_n n=1 temperature=0 label=greedy-few-shot" --param max_new_tokens=256 \
+    --param "system_prompt=$FEW_SHOT" --out "$WORK/eval-few-shot"
+  "$PONDER" bench --server "$URL" "${EVAL[@]}" --grid clients/bench/grids/learned_search.toml \
+    --concurrency 8 --no-progress --out "$WORK/eval-base"
+  stop ;;
+eval-policy)  # the fine-tuned policy, with the learned PRM
+  serve --policy "$WORK/models/policy-ei1" --served-model-name policy-ei1 \
+    --reward "learned=math-shepherd:$WORK/models/prm-v1" --reward arithmetic:0.5,learned:0.5
+  "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 8 --no-progress \
+    --run "best_of_n n=1 temperature=0 label=greedy" --param max_new_tokens=256 \
+    --out "$WORK/eval-policy-greedy"
+  "$PONDER" bench --server "$URL" "${EVAL[@]}" --grid clients/bench/grids/learned_rewards.toml \
+    --concurrency 4 --no-progress --out "$WORK/eval-policy"
+  stop ;;
+report)
+  out=learning/published
+  for run in eval-base eval-greedy eval-few-shot eval-policy eval-policy-greedy; do
+    [ -d "$WORK/$run" ] && mkdir -p "$out/$run" && cp "$WORK/$run"/*.{jsonl,csv,png,json} "$out/$run/"
+  done
+  cp "$WORK/models/prm-v1/card.json" "$out/prm-v1.card.json"
+  cp "$WORK/models/policy-ei1/card.json" "$out/policy-ei1.card.json"
+  "$PONDER" bench compare \
+    --line "base + verifier=$out/eval-base:arithmetic/weighted" \
+    --line "base + learned PRM=$out/eval-base:learned/weighted" \
+    --line "improved policy + learned PRM=$out/eval-policy:learned/weighted" \
+    --pair "$out/eval-base:learned/weighted:n=8" "$out/eval-base:arithmetic/weighted:n=8" \
+    --pair "$out/eval-policy-greedy:greedy:n=1" "$out/eval-greedy:greedy:n=1" \
+    --pair "$out/eval-few-shot:greedy-few-shot:n=1" "$out/eval-greedy:greedy:n=1" \
+    --plot "$out/plot.png" --title "arithmetic level 1, 100 problems" | tee "$out/compare.md" ;;
+*) echo "usage: $0 collect|train|eval-base|eval-policy|report" >&2; exit 2 ;;
+esac
