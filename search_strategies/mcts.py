@@ -24,6 +24,8 @@ expansions.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -79,33 +81,65 @@ class MCTSParams(StepSearchParams):
     _rollout_cap = capped_by("max_new_tokens", "rollout_tokens")
 
 
-def puct_child(node: StepNode, c_puct: float) -> StepNode:
+@dataclass
+class Visits:
+    """MCTS's statistics of one node, kept by the search, not on the shared tree."""
+
+    visits: int = 0
+    value_sum: float = 0.0
+    #: Policy prior among siblings; uniform until set.
+    prior: float = 1.0
+
+    @property
+    def value(self) -> float:
+        """Mean backed-up value (0 before the first visit)."""
+        return self.value_sum / self.visits if self.visits else 0.0
+
+
+class SearchStats(defaultdict[int, Visits]):
+    """Every node's `Visits`, by node id (a node never seen has none yet)."""
+
+    def __init__(self) -> None:
+        super().__init__(Visits)
+
+    def of(self, node: StepNode) -> Visits:
+        return self[node.id]
+
+    def for_trace(self, node: StepNode) -> dict[str, Any]:
+        visits = self.of(node)
+        return {"visits": visits.visits, "value": visits.value}
+
+
+def puct_child(node: StepNode, stats: SearchStats, c_puct: float) -> StepNode:
     """The child PUCT selects: exploit value, explore where the prior is high."""
-    scale = c_puct * math.sqrt(max(1, node.visits))
-    total_prior = sum(child.prior for child in node.children) or 1.0
-    return max(
-        node.children,
-        key=lambda child: child.value + scale * (child.prior / total_prior) / (1 + child.visits),
-    )
+    scale = c_puct * math.sqrt(max(1, stats.of(node).visits))
+    total_prior = sum(stats.of(child).prior for child in node.children) or 1.0
+
+    def puct(child: StepNode) -> float:
+        mine = stats.of(child)
+        return mine.value + scale * (mine.prior / total_prior) / (1 + mine.visits)
+
+    return max(node.children, key=puct)
 
 
-def select_leaf(root: StepNode, c_puct: float) -> StepNode:
+def select_leaf(root: StepNode, stats: SearchStats, c_puct: float) -> StepNode:
     node = root
     while node.children and not node.terminal:
-        node = puct_child(node, c_puct)
+        node = puct_child(node, stats, c_puct)
     return node
 
 
-def backup(node: StepNode, value: float) -> None:
+def backup(node: StepNode, stats: SearchStats, value: float) -> None:
     """Add one visit of `value` to `node` and every ancestor (running mean)."""
     current: StepNode | None = node
     while current is not None:
-        current.visits += 1
-        current.value_sum += value
+        mine = stats.of(current)
+        mine.visits += 1
+        mine.value_sum += value
         current = current.parent
 
 
-def select_wave(root: StepNode, c_puct: float, size: int) -> list[StepNode]:
+def select_wave(root: StepNode, stats: SearchStats, c_puct: float, size: int) -> list[StepNode]:
     """Up to `size` distinct leaves, chosen with virtual loss.
 
     A selection that lands on a leaf already chosen (a collision) adds its virtual
@@ -117,40 +151,40 @@ def select_wave(root: StepNode, c_puct: float, size: int) -> list[StepNode]:
     virtual: list[StepNode] = []
     collisions = 0
     while len(chosen) < size and collisions < size:
-        leaf = select_leaf(root, c_puct)
+        leaf = select_leaf(root, stats, c_puct)
         if leaf in chosen:
             collisions += 1
         else:
             chosen.append(leaf)
         for node in [root, *leaf.path()]:
-            node.visits += 1  # a visit worth 0 until the wave returns
+            stats.of(node).visits += 1  # a visit worth 0 until the wave returns
             virtual.append(node)
     for node in virtual:
-        node.visits -= 1
+        stats.of(node).visits -= 1
     return chosen
 
 
-def set_priors(children: list[StepNode], prior: str) -> None:
+def set_priors(children: list[StepNode], stats: SearchStats, prior: str) -> None:
     if prior == "uniform" or not children:
         for child in children:
-            child.prior = 1.0
+            stats.of(child).prior = 1.0
         return
     finite = [c.mean_logprob for c in children if math.isfinite(c.mean_logprob)]
     top = max(finite, default=0.0)
     for child in children:
         lp = child.mean_logprob
-        child.prior = math.exp(lp - top) if math.isfinite(lp) else 0.0
+        stats.of(child).prior = math.exp(lp - top) if math.isfinite(lp) else 0.0
 
 
-def best_path_leaf(root: StepNode, final_selection: str) -> StepNode:
+def best_path_leaf(root: StepNode, stats: SearchStats, final_selection: str) -> StepNode:
     """Walk down by visit count (ties: value) or by value (ties: visits)."""
     node = root
     while node.children:
-        visited = [c for c in node.children if c.visits] or node.children
+        visited = [c for c in node.children if stats.of(c).visits] or node.children
         if final_selection == "visits":
-            node = max(visited, key=lambda c: (c.visits, c.value))
+            node = max(visited, key=lambda c: (stats.of(c).visits, stats.of(c).value))
         else:
-            node = max(visited, key=lambda c: (c.value, c.visits))
+            node = max(visited, key=lambda c: (stats.of(c).value, stats.of(c).visits))
     return node
 
 
@@ -165,23 +199,26 @@ async def mcts(
         raise ValueError("MCTS needs a reward model")
     prompt = await policy.encode_chat(problem.messages())
     tree = StepTree(prompt, params.step_config())
+    stats = SearchStats()
     stopped = StopReason.COMPLETED
     simulations = 0
     try:
         while simulations < params.simulations:
             size = min(params.wave_size, params.simulations - simulations)
-            leaves = select_wave(tree.root, params.c_puct, size)
-            simulations += await _run_wave(problem, params, policy, reward, budget, tree, leaves)
+            leaves = select_wave(tree.root, stats, params.c_puct, size)
+            simulations += await _run_wave(
+                problem, params, policy, reward, budget, tree, stats, leaves
+            )
     except BudgetExhausted as exhausted:
         stopped = exhausted.reason
 
-    leaf = best_path_leaf(tree.root, params.final_selection)
+    leaf = best_path_leaf(tree.root, stats, params.final_selection)
     if leaf is not tree.root and not leaf.terminal:
         completed = await tree.complete_greedily(policy, budget, leaf, params)
         completed.score = leaf.score
         leaf = completed
     candidates, chosen = _final_pick(tree, leaf, [n for n in tree.nodes if n.terminal])
-    return result_from(tree, candidates, budget, stopped, chosen, with_stats=True)
+    return result_from(tree, candidates, budget, stopped, chosen, stats=stats.for_trace)
 
 
 def _final_pick(
@@ -208,6 +245,7 @@ async def _run_wave(
     reward: MeteredReward,
     budget: Budget,
     tree: StepTree,
+    stats: SearchStats,
     leaves: list[StepNode],
 ) -> int:
     """Expand the wave's open leaves (one engine call), value them (one reward call),
@@ -225,7 +263,7 @@ async def _run_wave(
     )
     new = [child for kids in children for child in kids]
     for kids in children:
-        set_priors(kids, params.prior)
+        set_priors(kids, stats, params.prior)
     if new:
         extensions = None
         if params.rollout:
@@ -235,7 +273,7 @@ async def _run_wave(
         await tree.score(reward, problem.question, new, params.aggregation, extensions)
     finished = [leaf for leaf in leaves if leaf.terminal]
     for node in new + finished:
-        backup(node, node.score or 0.0)
+        backup(node, stats, node.score or 0.0)
     best = max((n.score or 0.0 for n in tree.nodes if n.terminal), default=None)
     budget.report_progress(best)
     return sum(1 for kids in children if kids) + len(finished)

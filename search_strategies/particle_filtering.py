@@ -33,8 +33,8 @@ import itertools
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -177,10 +177,10 @@ class Population:
             totals[node] = totals.get(node, 0.0) + weight
         return totals
 
-    def record(self) -> None:
-        """Write each node's mass to it, for the trace."""
+    def record(self, weights: dict[int, float]) -> None:
+        """Note each node's mass (by node id), for the trace."""
         for node, weight in self.mass().items():
-            node.weight = weight
+            weights[node.id] = weight
 
 
 # -- the search -----------------------------------------------------------------------
@@ -188,7 +188,8 @@ class Population:
 
 @dataclass
 class ParticleFilter:
-    """One request's filter: the tree, the metered backends and the resampling RNG."""
+    """One request's filter: the tree, the metered backends, the resampling RNG and
+    each node's weight as last recorded (the filter's own statistics, by node id)."""
 
     problem: Problem
     params: ParticleFilteringParams
@@ -197,6 +198,15 @@ class ParticleFilter:
     budget: Budget
     tree: StepTree
     rng: random.Random
+    weights: dict[int, float] = field(default_factory=dict)
+
+    def for_trace(self, node: StepNode) -> dict[str, Any]:
+        return {"weight": self.weights.get(node.id)}
+
+    def carry_weight(self, best: StepNode, completed: StepNode) -> None:
+        """A partial path completed greedily keeps the weight it was picked by."""
+        if best.id in self.weights:
+            self.weights[completed.id] = self.weights[best.id]
 
     async def grow(self, parents: list[StepNode], width: int) -> list[list[StepNode]]:
         """One wave: expand `parents` (one engine call per distinct sampling) and score
@@ -252,7 +262,7 @@ async def particle_filtering(
         particles = await search.first_wave()
         while True:
             posterior = particles.weighed(params.weight_temperature)
-            posterior.record()
+            posterior.record(search.weights)
             budget.report_progress(max(n.score or 0.0 for n in posterior.nodes))
             if posterior.finished:
                 break
@@ -284,10 +294,12 @@ async def _finish(
             search.policy,
             budget,
             stopped,
-            rank=lambda n: (n.weight or 0.0, n.score or 0.0, n.mean_logprob),
+            rank=lambda n: (search.weights.get(n.id, 0.0), n.score or 0.0, n.mean_logprob),
+            stats=search.for_trace,
+            completed_from=search.carry_weight,
         )
     candidates = [to_candidate(node) for node in finished]
     weights = [mass[node] for node in finished]
     picked = select_by_reward(candidates, weights, "weighted")
     choose = next(n for n, c in zip(finished, candidates, strict=True) if c is picked)
-    return result_from(tree, finished, budget, stopped, choose)
+    return result_from(tree, finished, budget, stopped, choose, stats=search.for_trace)

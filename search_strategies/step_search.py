@@ -18,7 +18,7 @@ from search_strategies.budget import Budget, MeteredPolicy, StopReason
 from search_strategies.params import StrategyParams, capped_by
 from search_strategies.results import Candidate, SearchResult
 from search_strategies.reward import Aggregation
-from search_strategies.step_tree import NodeStatus, StepConfig, StepNode, StepTree
+from search_strategies.step_tree import NodeStats, NodeStatus, StepConfig, StepNode, StepTree
 from search_strategies.steps import DEFAULT_STEP_DELIMITER
 
 
@@ -69,19 +69,24 @@ async def finish_weighted(
     budget: Budget,
     stopped: StopReason,
     rank: Callable[[StepNode], tuple[float, ...]] = by_score,
+    stats: NodeStats | None = None,
+    completed_from: Callable[[StepNode, StepNode], None] | None = None,
 ) -> SearchResult:
     """End a beam-style search: weighted best-of-N over finished paths.
 
     Without a finished path, the best partial one (by `rank`: score, then
     likelihood, unless the search knows better) is completed greedily within what
-    is left of the budget.
+    is left of the budget (`completed_from(best, completed)` lets the strategy carry
+    its statistics over to the completion).
     """
     if not finished and partial:
         best = max(partial, key=rank)
         completed = await tree.complete_greedily(policy, budget, best, params)
-        completed.score, completed.weight = best.score, best.weight
+        completed.score = best.score
+        if completed_from is not None:
+            completed_from(best, completed)
         finished = [completed]
-    return result_from(tree, finished, budget, stopped, choose=None)
+    return result_from(tree, finished, budget, stopped, choose=None, stats=stats)
 
 
 def result_from(
@@ -90,7 +95,7 @@ def result_from(
     budget: Budget,
     stopped: StopReason,
     choose: StepNode | None,
-    with_stats: bool = False,
+    stats: NodeStats | None = None,
 ) -> SearchResult:
     """The search result over candidate `leaves`; `choose` overrides the weighted pick.
 
@@ -110,7 +115,7 @@ def result_from(
         candidates=candidates,
         usage=budget.usage,
         stopped_reason=stopped,
-        trace=tree.trace(choose, with_stats),
+        trace=tree.trace(choose, stats),
     )
 
 

@@ -26,8 +26,9 @@ import enum
 import itertools
 import math
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from search_strategies.answers import last_boxed
 from search_strategies.budget import (
@@ -63,6 +64,10 @@ class StepConfig:
     max_solution_tokens: int = 512
 
 
+#: A strategy's statistics of a node for its trace: `TraceNode` fields by name.
+NodeStats = Callable[["StepNode"], dict[str, Any]]
+
+
 @dataclass(eq=False)
 class StepNode:
     """One step of a solution (the root is the empty step: the prompt)."""
@@ -80,22 +85,11 @@ class StepNode:
     status: NodeStatus = NodeStatus.OPEN
     #: Reward of the path ending at this step (aggregated step scores).
     score: float | None = None
-    #: Policy prior among siblings (MCTS); uniform until set.
-    prior: float = 1.0
-    visits: int = 0
-    value_sum: float = 0.0
-    #: Share of the particle population's weight held here (particle filtering).
-    weight: float | None = None
     children: list[StepNode] = field(default_factory=list)
 
     @property
     def terminal(self) -> bool:
         return self.status is not NodeStatus.OPEN
-
-    @property
-    def value(self) -> float:
-        """Mean backed-up value (0 before the first visit)."""
-        return self.value_sum / self.visits if self.visits else 0.0
 
     @property
     def mean_logprob(self) -> float:
@@ -362,7 +356,9 @@ class StepTree:
 
     # -- reporting ---------------------------------------------------------------
 
-    def trace(self, chosen: StepNode | None, with_stats: bool = False) -> list[TraceNode]:
+    def trace(self, chosen: StepNode | None, stats: NodeStats | None = None) -> list[TraceNode]:
+        """Every node as a trace node; `stats` adds a strategy's own statistics (MCTS
+        visits and value, particle weights), which it keeps itself, off the node."""
         on_path = {n.id for n in chosen.path()} | {0} if chosen else set()
         return [
             TraceNode(
@@ -372,9 +368,7 @@ class StepTree:
                 num_tokens=n.step_tokens if n.parent else len(n.ids),
                 chosen=n.id in on_path,
                 score=n.score,
-                visits=n.visits if with_stats else None,
-                value=n.value if with_stats else None,
-                weight=n.weight,
+                **(stats(n) if stats else {}),
             )
             for n in self.nodes
         ]
