@@ -21,14 +21,11 @@ from collections.abc import Callable
 from pydantic import Field, ValidationInfo, field_validator
 
 from search_strategies.budget import (
-    Budget,
     BudgetExhausted,
-    MeteredPolicy,
-    MeteredReward,
     StopReason,
 )
+from search_strategies.context import SearchContext
 from search_strategies.params import capped_by
-from search_strategies.protocols import Problem
 from search_strategies.results import SearchResult
 from search_strategies.step_search import (
     StepSearchParams,
@@ -96,16 +93,10 @@ def top_open(
 
 
 async def grow_rounds(
-    problem: Problem,
-    params: BeamSearchParams,
-    policy: MeteredPolicy,
-    reward: MeteredReward | None,
-    budget: Budget,
-    survivors: SurvivorRule,
+    ctx: SearchContext, params: BeamSearchParams, survivors: SurvivorRule
 ) -> SearchResult:
     """Expand, score, keep survivors; repeat until done or out of budget."""
-    if reward is None:
-        raise ValueError("step search needs a reward model")
+    problem, policy, reward, budget = ctx.problem, ctx.policy, ctx.reward, ctx.budget
     prompt = await policy.encode_chat(problem.messages())
     tree = StepTree(prompt, params.step_config())
     finished: list[StepNode] = []
@@ -136,11 +127,5 @@ def _flatten(children: list[list[StepNode]]) -> list[StepNode]:
     return [node for nodes in children for node in nodes]
 
 
-async def beam_search(
-    problem: Problem,
-    params: BeamSearchParams,
-    policy: MeteredPolicy,
-    reward: MeteredReward | None,
-    budget: Budget,
-) -> SearchResult:
-    return await grow_rounds(problem, params, policy, reward, budget, top_open)
+async def beam_search(ctx: SearchContext, params: BeamSearchParams) -> SearchResult:
+    return await grow_rounds(ctx, params, top_open)

@@ -21,10 +21,10 @@ from search_strategies.answers import canonical_answer, extract_answer
 from search_strategies.budget import (
     Budget,
     BudgetExhausted,
-    MeteredPolicy,
     MeteredReward,
     StopReason,
 )
+from search_strategies.context import SearchContext
 from search_strategies.params import StrategyParams, capped_by
 from search_strategies.protocols import ChatMessage, Completion, Problem
 from search_strategies.results import Candidate, SearchResult, TraceNode
@@ -184,14 +184,9 @@ async def _rewards(
     return rewards
 
 
-async def best_of_n(
-    problem: Problem,
-    params: BestOfNParams,
-    policy: MeteredPolicy,
-    reward: MeteredReward | None,
-    budget: Budget,
-) -> SearchResult:
+async def best_of_n(ctx: SearchContext, params: BestOfNParams) -> SearchResult:
     """Sample `params.n` solutions in ONE engine call, score them in one reward call."""
+    problem, policy, budget = ctx.problem, ctx.policy, ctx.budget
     messages = problem.messages()
     if params.answer_prefix:  # left open: the samples continue it
         messages.append(ChatMessage("assistant", params.answer_prefix))
@@ -207,6 +202,7 @@ async def best_of_n(
     candidates = [to_candidate(c) for c in generation.completions]
     budget.usage.nodes += len(candidates)
     budget.report_progress()
+    reward = ctx.reward if params.needs_reward else None
     chosen, stopped_early = await _select(problem, params, candidates, reward)
     capped = per_sample < params.max_new_tokens
     truncated = any(c.finish_reason == "length" for c in candidates)

@@ -14,8 +14,7 @@ one engine call and one reward call per round.
 from __future__ import annotations
 
 from search_strategies.beam_search import BeamSearchParams, grow_rounds
-from search_strategies.budget import Budget, MeteredPolicy, MeteredReward
-from search_strategies.protocols import Problem
+from search_strategies.context import SearchContext
 from search_strategies.results import SearchResult
 from search_strategies.step_tree import StepNode, StepTree
 
@@ -53,11 +52,5 @@ def best_per_subtree(
     return [node for node in ranked if not node.terminal]
 
 
-async def dvts(
-    problem: Problem,
-    params: DVTSParams,
-    policy: MeteredPolicy,
-    reward: MeteredReward | None,
-    budget: Budget,
-) -> SearchResult:
-    return await grow_rounds(problem, params, policy, reward, budget, best_per_subtree)
+async def dvts(ctx: SearchContext, params: DVTSParams) -> SearchResult:
+    return await grow_rounds(ctx, params, best_per_subtree)

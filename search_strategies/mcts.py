@@ -37,6 +37,7 @@ from search_strategies.budget import (
     MeteredReward,
     StopReason,
 )
+from search_strategies.context import SearchContext
 from search_strategies.params import capped_by
 from search_strategies.protocols import Problem
 from search_strategies.results import SearchResult
@@ -188,15 +189,8 @@ def best_path_leaf(root: StepNode, stats: SearchStats, final_selection: str) -> 
     return node
 
 
-async def mcts(
-    problem: Problem,
-    params: MCTSParams,
-    policy: MeteredPolicy,
-    reward: MeteredReward | None,
-    budget: Budget,
-) -> SearchResult:
-    if reward is None:
-        raise ValueError("MCTS needs a reward model")
+async def mcts(ctx: SearchContext, params: MCTSParams) -> SearchResult:
+    problem, policy, reward, budget = ctx.problem, ctx.policy, ctx.reward, ctx.budget
     prompt = await policy.encode_chat(problem.messages())
     tree = StepTree(prompt, params.step_config())
     stats = SearchStats()

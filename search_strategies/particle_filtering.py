@@ -46,6 +46,7 @@ from search_strategies.budget import (
     MeteredReward,
     StopReason,
 )
+from search_strategies.context import SearchContext
 from search_strategies.params import capped_by
 from search_strategies.protocols import Problem
 from search_strategies.results import SearchResult
@@ -242,15 +243,8 @@ class ParticleFilter:
         return posterior.resampled(drawn)
 
 
-async def particle_filtering(
-    problem: Problem,
-    params: ParticleFilteringParams,
-    policy: MeteredPolicy,
-    reward: MeteredReward | None,
-    budget: Budget,
-) -> SearchResult:
-    if reward is None:
-        raise ValueError("particle filtering needs a reward model")
+async def particle_filtering(ctx: SearchContext, params: ParticleFilteringParams) -> SearchResult:
+    problem, policy, reward, budget = ctx.problem, ctx.policy, ctx.reward, ctx.budget
     prompt = await policy.encode_chat(problem.messages())
     tree = StepTree(prompt, params.step_config())
     search = ParticleFilter(

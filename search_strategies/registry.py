@@ -8,7 +8,7 @@ from typing import Any
 
 from search_strategies.beam_search import BeamSearchParams, beam_search
 from search_strategies.best_of_n import BestOfNParams, best_of_n
-from search_strategies.budget import Budget, MeteredPolicy, MeteredReward
+from search_strategies.context import SearchContext
 from search_strategies.dvts import DVTSParams, dvts
 from search_strategies.mcts import MCTSParams, mcts
 from search_strategies.params import StrategyParams
@@ -16,14 +16,11 @@ from search_strategies.particle_filtering import (
     ParticleFilteringParams,
     particle_filtering,
 )
-from search_strategies.protocols import Problem
 from search_strategies.results import SearchResult
 from search_strategies.revision import RevisionParams, revision
 
-#: (problem, params, policy, reward or None, budget) -> result
-StrategyFn = Callable[
-    [Problem, Any, MeteredPolicy, MeteredReward | None, Budget], Awaitable[SearchResult]
-]
+#: (context, the strategy's validated params) -> result
+StrategyFn = Callable[[SearchContext, Any], Awaitable[SearchResult]]
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from search_strategies.budget import (
     MeteredReward,
     StopReason,
 )
+from search_strategies.context import SearchContext
 from search_strategies.params import StrategyParams, capped_by
 from search_strategies.protocols import ChatMessage, Problem
 from search_strategies.results import Candidate, SearchResult, TraceNode
@@ -94,15 +95,8 @@ def revision_messages(problem: Problem, chain: Chain, context: int) -> list[Chat
     return turns
 
 
-async def revision(
-    problem: Problem,
-    params: RevisionParams,
-    policy: MeteredPolicy,
-    reward: MeteredReward | None,
-    budget: Budget,
-) -> SearchResult:
-    if reward is None:
-        raise ValueError("revision needs a reward model or verifier for its feedback")
+async def revision(ctx: SearchContext, params: RevisionParams) -> SearchResult:
+    problem, policy, reward, budget = ctx.problem, ctx.policy, ctx.reward, ctx.budget
     chains = [Chain() for _ in range(params.parallel_chains)]
     trace = [TraceNode(id=0, parent=None, text="", num_tokens=0)]
     stopped = StopReason.COMPLETED

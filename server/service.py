@@ -26,6 +26,7 @@ from search_strategies.budget import (
     MeteredReward,
     ProgressSink,
 )
+from search_strategies.context import SearchContext
 from search_strategies.params import ServerLimits, StrategyParams
 from search_strategies.protocols import Policy, Problem
 from search_strategies.registry import STRATEGIES, StrategySpec
@@ -192,13 +193,13 @@ class SolveService:
         """Run one search under a fresh budget; `on_progress` hears of every wave."""
         budget = Budget(plan.limits, on_progress=on_progress)
         started = time.monotonic()
-        result = await plan.spec.run(
+        context = SearchContext(
             plan.problem,
-            plan.params,
             MeteredPolicy(self.policy, budget),
-            MeteredReward(plan.fallback or plan.reward, budget) if plan.reward else None,
             budget,
+            MeteredReward(plan.fallback or plan.reward, budget) if plan.reward else None,
         )
+        result = await plan.spec.run(context, plan.params)
         failure = plan.fallback.failure if plan.fallback is not None else None
         run = SearchRun(
             strategy=plan.strategy,

@@ -17,6 +17,7 @@ from search_strategies.budget import (
     MeteredReward,
     ProgressSink,
 )
+from search_strategies.context import SearchContext
 from search_strategies.params import StrategyParams
 from search_strategies.protocols import (
     ChatMessage,
@@ -144,15 +145,10 @@ def run_search(
     """Run one strategy on "q?" under `limits`, metered as the server meters it;
     `on_progress` hears of every wave."""
     budget = Budget(limits, on_progress=on_progress)
-    return asyncio.run(
-        strategy(
-            Problem("q?"),
-            params,
-            MeteredPolicy(policy, budget),
-            MeteredReward(reward, budget),
-            budget,
-        )
+    context = SearchContext(
+        Problem("q?"), MeteredPolicy(policy, budget), budget, MeteredReward(reward, budget)
     )
+    return asyncio.run(strategy(context, params))
 
 
 # -- a known tree of steps with a trap ---------------------------------------------

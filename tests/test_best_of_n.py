@@ -21,6 +21,7 @@ from search_strategies.budget import (
     MeteredReward,
     StopReason,
 )
+from search_strategies.context import SearchContext
 from search_strategies.protocols import Problem
 from search_strategies.results import Candidate
 from search_strategies.reward import RewardError
@@ -35,11 +36,8 @@ def candidate(answer: str | None, logprob: float) -> Candidate:
 
 def run(policy: ScriptedPolicy, limits: BudgetLimits = BudgetLimits(), **params):
     budget = Budget(limits)
-    return asyncio.run(
-        best_of_n(
-            Problem("q?"), BestOfNParams(**params), MeteredPolicy(policy, budget), None, budget
-        )
-    )
+    context = SearchContext(Problem("q?"), MeteredPolicy(policy, budget), budget)
+    return asyncio.run(best_of_n(context, BestOfNParams(**params)))
 
 
 def test_majority_beats_likelihood() -> None:
@@ -117,15 +115,10 @@ class PreferAnswer:
 
 def run_with_reward(policy: ScriptedPolicy, reward, **params):
     budget = Budget(BudgetLimits())
-    return asyncio.run(
-        best_of_n(
-            Problem("q?"),
-            BestOfNParams(**params),
-            MeteredPolicy(policy, budget),
-            MeteredReward(reward, budget),
-            budget,
-        )
+    context = SearchContext(
+        Problem("q?"), MeteredPolicy(policy, budget), budget, MeteredReward(reward, budget)
     )
+    return asyncio.run(best_of_n(context, BestOfNParams(**params)))
 
 
 def test_weighted_selection_follows_reward_not_majority() -> None:
