@@ -113,8 +113,6 @@ def test_the_grids_the_readme_names_are_shipped() -> None:
         "published_gsm8k.toml",
         "published_rewards.toml",
         "scaling.toml",
-        "learned_rewards.toml",
-        "learned_search.toml",
     }, f"grids found in {GRIDS_DIR}: {sorted(found)}"
 
 

@@ -3,7 +3,7 @@
 # stage. Every stage is a plain `ponder` command; bench and collect stages resume if
 # rerun with the same folders. Run from the repository root after `make install`.
 #
-#   bash learning/published/run.sh collect|train|eval-base|eval-policy|report
+#   bash learning/published/run.sh collect|train|eval-base|eval-policy|eval-ensemble|report
 #
 # Sizes were chosen from measured rates on a 2-core CPU (docs/learning.md says which
 # and what each stage cost). WORK holds the data and models (large, not committed);
@@ -25,45 +25,68 @@ serve() {  # serve [ponder serve flags...]: start in the background, wait for /h
 stop() { kill "$SERVER"; wait "$SERVER" || true; }
 
 case "${1:-}" in
-collect)  # training data: best-of-8 on problems disjoint from the evaluation set
+collect)  # training data: best-of-8 on problems disjoint from the evaluation set.
+  # Two runs were made (both stopped early, when the time set aside ran out; they
+  # resume): seed 8 with the default sampling (top_p 0.95), and seed 7 with top_p 1.0.
   serve --reward arithmetic
   "$PONDER" learn collect --server "$URL" --dataset arithmetic --levels 1,2 --seed 8 \
     --limit 300 --samples 8 --reward arithmetic --param max_new_tokens=256 \
     --drop-overlap --concurrency 4 --no-progress --out "$WORK/collect-p95"
+  "$PONDER" learn collect --server "$URL" --dataset arithmetic --levels 1,2 --seed 7 \
+    --limit 300 --samples 8 --reward arithmetic --param max_new_tokens=256 \
+    --param top_p=1.0 --drop-overlap --concurrency 4 --no-progress --out "$WORK/collect-train"
   stop ;;
 train)  # a PRM on outcome labels (balanced), and the policy on its right samples
-  "$PONDER" learn export "$WORK/collect-p95" --format prm --labels outcome \
-    --wrong-per-right 3 --out "$WORK/prm.jsonl" --overwrite
-  "$PONDER" learn export "$WORK/collect-p95" --format sft --out "$WORK/sft.jsonl" --overwrite
-  "$PONDER" learn train-prm "$WORK/prm.jsonl" --out "$WORK/models/prm-v1" --epochs 2 \
+  for run in collect-p95 collect-train; do
+    "$PONDER" learn export "$WORK/$run" --format prm --labels outcome \
+      --wrong-per-right 3 --out "$WORK/prm-$run.jsonl" --overwrite
+    "$PONDER" learn export "$WORK/$run" --format sft --out "$WORK/sft-$run.jsonl" --overwrite
+  done
+  cat "$WORK"/prm-collect-*.jsonl >"$WORK/prm-all.jsonl"
+  cat "$WORK"/sft-collect-*.jsonl >"$WORK/sft-all.jsonl"
+  "$PONDER" learn train-prm "$WORK/prm-all.jsonl" --out "$WORK/models/prm-v1" --epochs 2 \
     --lr 3e-5 --overwrite
-  "$PONDER" learn train-policy "$WORK/sft.jsonl" --method sft --out "$WORK/models/policy-ei1" \
-    --epochs 2 --overwrite ;;
+  "$PONDER" learn train-policy "$WORK/sft-all.jsonl" --method sft \
+    --out "$WORK/models/policy-ei1" --epochs 3 --lr 2e-5 --overwrite ;;
 eval-base)  # the base policy: rewards compared, greedy, a few-shot prompt, step search
   serve --reward "learned=math-shepherd:$WORK/models/prm-v1" --reward arithmetic:0.5,learned:0.5
-  "$PONDER" bench --server "$URL" "${EVAL[@]}" --grid clients/bench/grids/learned_rewards.toml \
-    --concurrency 4 --no-progress --out "$WORK/eval-base"
+  for reward in learned arithmetic; do
+    "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 6 --no-progress \
+      --run "best_of_n n=8 selection=weighted reward=$reward label=$reward" \
+      --param max_new_tokens=256 --out "$WORK/eval-base"
+  done
   "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 8 --no-progress \
     --run "best_of_n n=1 temperature=0 label=greedy" --param max_new_tokens=256 \
     --out "$WORK/eval-greedy"
   "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 8 --no-progress \
     --run "best_of_n n=1 temperature=0 label=greedy-few-shot" --param max_new_tokens=256 \
     --param "system_prompt=$FEW_SHOT" --out "$WORK/eval-few-shot"
-  "$PONDER" bench --server "$URL" "${EVAL[@]}" --grid clients/bench/grids/learned_search.toml \
-    --concurrency 8 --no-progress --out "$WORK/eval-base"
+  for reward in learned arithmetic; do
+    "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 8 --no-progress \
+      --run "beam_search n=8 beam_width=2 max_step_tokens=48 reward=$reward budget.max_tokens=128,256 label=beam_search/$reward" \
+      --param max_new_tokens=256 --out "$WORK/eval-base"
+  done
   stop ;;
-eval-policy)  # the fine-tuned policy, with the learned PRM
+eval-policy)  # the fine-tuned policy: greedy, and best-of-8 with the learned PRM
   serve --policy "$WORK/models/policy-ei1" --served-model-name policy-ei1 \
-    --reward "learned=math-shepherd:$WORK/models/prm-v1" --reward arithmetic:0.5,learned:0.5
+    --reward "learned=math-shepherd:$WORK/models/prm-v1"
   "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 8 --no-progress \
     --run "best_of_n n=1 temperature=0 label=greedy" --param max_new_tokens=256 \
     --out "$WORK/eval-policy-greedy"
-  "$PONDER" bench --server "$URL" "${EVAL[@]}" --grid clients/bench/grids/learned_rewards.toml \
-    --concurrency 4 --no-progress --out "$WORK/eval-policy"
+  "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 6 --no-progress \
+    --run "best_of_n n=8 selection=weighted reward=learned label=learned" \
+    --param max_new_tokens=256 --out "$WORK/eval-policy"
+  stop ;;
+eval-ensemble)  # the ensemble's AUROC on the same samples (first 50 problems)
+  serve --reward "learned=math-shepherd:$WORK/models/prm-v1" --reward arithmetic:0.5,learned:0.5
+  "$PONDER" bench --server "$URL" --dataset arithmetic --levels 1 --limit 50 \
+    --concurrency 6 --no-progress --param max_new_tokens=256 \
+    --run "best_of_n n=8 selection=weighted reward=ensemble label=ensemble" \
+    --out "$WORK/eval-ensemble"
   stop ;;
 report)
   out=learning/published
-  for run in eval-base eval-greedy eval-few-shot eval-policy eval-policy-greedy; do
+  for run in eval-base eval-greedy eval-few-shot eval-policy eval-policy-greedy eval-ensemble; do
     [ -d "$WORK/$run" ] && mkdir -p "$out/$run" && cp "$WORK/$run"/*.{jsonl,csv,png,json} "$out/$run/"
   done
   cp "$WORK/models/prm-v1/card.json" "$out/prm-v1.card.json"
@@ -76,5 +99,5 @@ report)
     --pair "$out/eval-policy-greedy:greedy:n=1" "$out/eval-greedy:greedy:n=1" \
     --pair "$out/eval-few-shot:greedy-few-shot:n=1" "$out/eval-greedy:greedy:n=1" \
     --plot "$out/plot.png" --title "arithmetic level 1, 100 problems" | tee "$out/compare.md" ;;
-*) echo "usage: $0 collect|train|eval-base|eval-policy|report" >&2; exit 2 ;;
+*) echo "usage: $0 collect|train|eval-base|eval-policy|eval-ensemble|report" >&2; exit 2 ;;
 esac
