@@ -14,7 +14,10 @@ import math
 import os
 import random
 import shutil
-from collections.abc import Callable, Hashable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -122,19 +125,62 @@ def split_by_group(
     )
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(out: Path) -> list[Path]:
+    """Remove staging folders of `out` left by runs that were killed outright (SIGKILL,
+    a power cut): their process is gone. Returns what was removed."""
+    removed = []
+    for path in out.parent.glob(f".{out.name}.partial-*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+@contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Within the block, SIGTERM (`kill`, a job scheduler) raises SystemExit like
+    Ctrl-C raises KeyboardInterrupt, so `finally`/`except` clean-up runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def write_model_folder(out: Path, fill: Callable[[Path], T]) -> T:
     """Run `fill(staging)` on a hidden sibling folder, then rename it to `out`.
 
-    An interrupted or failed run (Ctrl-C included) removes the staging folder, so `out`
-    never holds a half model that `--prm` or `--policy` would load; an old `out`
-    (--overwrite) is replaced only once the new one is complete.
+    An interrupted or failed run (Ctrl-C and SIGTERM included) removes the staging
+    folder, and one killed outright is removed by the next run, so `out` never holds a
+    half model that `--prm` or `--policy` would load; an old `out` (--overwrite) is
+    replaced only once the new one is complete.
     """
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(out)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        result = fill(staging)
+        with sigterm_as_exit():
+            result = fill(staging)
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         if out.exists():
             out.rename(old)

@@ -23,6 +23,13 @@ serve() {  # serve [ponder serve flags...]: start in the background, wait for /h
   echo "server did not start; see $WORK/serve.log" >&2; return 1
 }
 stop() { kill "$SERVER"; wait "$SERVER" || true; }
+greedy() {  # greedy OUT: one greedy answer per level-1 and per level-2 problem
+  for level in 1 2; do
+    "$PONDER" bench --server "$URL" --dataset arithmetic --levels "$level" --limit 100 \
+      --concurrency 8 --no-progress --run "best_of_n n=1 temperature=0 label=greedy" \
+      --param max_new_tokens=256 --out "$WORK/$1-l$level"
+  done
+}
 
 case "${1:-}" in
 collect)  # training data: best-of-8 on problems disjoint from the evaluation set.
@@ -55,9 +62,7 @@ eval-base)  # the base policy: rewards compared, greedy, a few-shot prompt, step
       --run "best_of_n n=8 selection=weighted reward=$reward label=$reward" \
       --param max_new_tokens=256 --out "$WORK/eval-base"
   done
-  "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 8 --no-progress \
-    --run "best_of_n n=1 temperature=0 label=greedy" --param max_new_tokens=256 \
-    --out "$WORK/eval-greedy"
+  greedy eval-greedy
   "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 8 --no-progress \
     --run "best_of_n n=1 temperature=0 label=greedy-few-shot" --param max_new_tokens=256 \
     --param "system_prompt=$FEW_SHOT" --out "$WORK/eval-few-shot"
@@ -70,9 +75,7 @@ eval-base)  # the base policy: rewards compared, greedy, a few-shot prompt, step
 eval-policy)  # the fine-tuned policy: greedy, and best-of-8 with the learned PRM
   serve --policy "$WORK/models/policy-ei1" --served-model-name policy-ei1 \
     --reward "learned=math-shepherd:$WORK/models/prm-v1"
-  "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 8 --no-progress \
-    --run "best_of_n n=1 temperature=0 label=greedy" --param max_new_tokens=256 \
-    --out "$WORK/eval-policy-greedy"
+  greedy eval-policy-greedy
   "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 6 --no-progress \
     --run "best_of_n n=8 selection=weighted reward=learned label=learned" \
     --param max_new_tokens=256 --out "$WORK/eval-policy"
@@ -86,7 +89,8 @@ eval-ensemble)  # the ensemble's AUROC on the same samples (first 50 problems)
   stop ;;
 report)
   out=learning/published
-  for run in eval-base eval-greedy eval-few-shot eval-policy eval-policy-greedy eval-ensemble; do
+  for run in eval-base eval-greedy-l1 eval-greedy-l2 eval-few-shot eval-policy \
+    eval-policy-greedy-l1 eval-policy-greedy-l2 eval-ensemble; do
     [ -d "$WORK/$run" ] && mkdir -p "$out/$run" && cp "$WORK/$run"/*.{jsonl,csv,png,json} "$out/$run/"
   done
   cp "$WORK/models/prm-v1/card.json" "$out/prm-v1.card.json"
@@ -96,8 +100,9 @@ report)
     --line "base + learned PRM=$out/eval-base:learned/weighted" \
     --line "improved policy + learned PRM=$out/eval-policy:learned/weighted" \
     --pair "$out/eval-base:learned/weighted:n=8" "$out/eval-base:arithmetic/weighted:n=8" \
-    --pair "$out/eval-policy-greedy:greedy:n=1" "$out/eval-greedy:greedy:n=1" \
-    --pair "$out/eval-few-shot:greedy-few-shot:n=1" "$out/eval-greedy:greedy:n=1" \
+    --pair "$out/eval-policy-greedy-l1:greedy:n=1" "$out/eval-greedy-l1:greedy:n=1" \
+    --pair "$out/eval-policy-greedy-l2:greedy:n=1" "$out/eval-greedy-l2:greedy:n=1" \
+    --pair "$out/eval-few-shot:greedy-few-shot:n=1" "$out/eval-greedy-l1:greedy:n=1" \
     --plot "$out/plot.png" --title "arithmetic level 1, 100 problems" | tee "$out/compare.md" ;;
 *) echo "usage: $0 collect|train|eval-base|eval-policy|eval-ensemble|report" >&2; exit 2 ;;
 esac
