@@ -21,6 +21,7 @@ import pytest
 from learning.cli import main as learn_main
 from learning.train_policy import PolicyOptions, load_policy_data, train_policy
 from learning.training import CARD_JSON, CARD_MD
+from search_strategies.answers import extract_answer
 from tests.servers import ENGINE_FLAGS, ponder_command
 
 SYSTEM = {"role": "system", "content": "Solve the problem. Put the final answer in \\boxed{}."}
@@ -229,17 +230,32 @@ def _greedy_answer(server_url: str) -> dict[str, Any]:
     return response.json()
 
 
-@pytest.mark.parametrize("which", ["base", "trained"])
-def test_the_policy_is_served_by_ponder(sft_trained, tmp_path, which) -> None:
+def _greedy_with_transformers(folder: Path) -> str:
+    """The folder's greedy solution to the held-out question (its chat template, the
+    toy set's system prompt)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    messages = [SYSTEM, {"role": "user", "content": HELD_OUT_QUESTION}]
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=16, do_sample=False)
+    return str(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+
+
+def test_the_trained_policy_is_served_by_ponder(sft_trained, tmp_path) -> None:
     """`ponder serve --policy DIR` (real vLLM) on the trained folder answers 7 to a
-    question it never saw; the same server on the untrained base does not."""
+    question it never saw; the untrained base, greedy in transformers, does not."""
     from tests.servers import start_server  # here: a module-level import marks every test engine
 
-    folder = sft_trained["out"] if which == "trained" else sft_trained["base"]
+    assert extract_answer(_greedy_with_transformers(sft_trained["base"])) != "7"
     server = start_server(
         ponder_command(
             "--policy",
-            str(folder),
+            str(sft_trained["out"]),
             "--served-model-name",
             "toy",
             "--block-size",
@@ -259,8 +275,5 @@ def test_the_policy_is_served_by_ponder(sft_trained, tmp_path, which) -> None:
         body = _greedy_answer(server.url)
     finally:
         server.stop()
-    text = body["candidates"][0]["text"] if body.get("candidates") else body["answer"]
-    if which == "trained":
-        assert body["answer"] == "7", text
-    else:
-        assert body["answer"] != "7", text
+    assert body["answer"] == "7", body["candidates"]
+    assert body["model"] == "toy"
