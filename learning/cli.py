@@ -157,6 +157,10 @@ def run_collect(argv: list[str]) -> int:
     record_collect(args.out, manifest_entry(argv, train, cell, args.server))
     try:
         outcome, rows = asyncio.run(collect(train, cell, args.out, sweep_options(args)))
+    except KeyboardInterrupt:
+        record_outcome(args.out, {"interrupted": True})
+        print("ponder learn collect: interrupted; rerun the command to resume", file=sys.stderr)
+        return 130
     except RequestRejected as error:
         record_outcome(args.out, {"error": f"rejected: {error}"})
         print(f"ponder learn collect: the server rejected a request: {error}", file=sys.stderr)
