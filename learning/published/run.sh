@@ -3,7 +3,7 @@
 # stage. Every stage is a plain `ponder` command; bench and collect stages resume if
 # rerun with the same folders. Run from the repository root after `make install`.
 #
-#   bash learning/published/run.sh collect|train|eval-base|eval-policy|eval-ensemble|report
+#   bash learning/published/run.sh collect|train|eval-base|eval-policy|report
 #
 # Sizes were chosen from measured rates on a 2-core CPU (docs/learning.md says which
 # and what each stage cost). WORK holds the data and models (large, not committed);
@@ -23,12 +23,10 @@ serve() {  # serve [ponder serve flags...]: start in the background, wait for /h
   echo "server did not start; see $WORK/serve.log" >&2; return 1
 }
 stop() { kill "$SERVER"; wait "$SERVER" || true; }
-greedy() {  # greedy OUT: one greedy answer per level-1 and per level-2 problem
-  for level in 1 2; do
-    "$PONDER" bench --server "$URL" --dataset arithmetic --levels "$level" --limit 100 \
-      --concurrency 8 --no-progress --run "best_of_n n=1 temperature=0 label=greedy" \
-      --param max_new_tokens=256 --out "$WORK/$1-l$level"
-  done
+greedy() {  # greedy OUT: one greedy answer per evaluation problem
+  "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 8 --no-progress \
+    --run "best_of_n n=1 temperature=0 label=greedy" --param max_new_tokens=256 \
+    --out "$WORK/$1"
 }
 
 case "${1:-}" in
@@ -57,54 +55,55 @@ train)  # a PRM on outcome labels (balanced), and the policy on its right sample
     --lr 1e-4 --val-fraction 0.15 --overwrite
   "$PONDER" learn train-policy "$WORK/sft-all.jsonl" --method sft \
     --out "$WORK/models/policy-ei1" --epochs 3 --lr 5e-5 --overwrite ;;
-eval-base)  # the base policy: rewards compared, greedy, a few-shot prompt, step search
-  serve --reward "learned=math-shepherd:$WORK/models/prm-v2" --reward arithmetic:0.5,learned:0.5
-  for reward in learned arithmetic; do
-    "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 6 --no-progress \
-      --run "best_of_n n=8 selection=weighted reward=$reward label=$reward" \
-      --param max_new_tokens=256 --out "$WORK/eval-base"
-  done
-  greedy eval-greedy
-  "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 8 --no-progress \
-    --run "best_of_n n=1 temperature=0 label=greedy-few-shot" --param max_new_tokens=256 \
-    --param "system_prompt=$FEW_SHOT" --out "$WORK/eval-few-shot"
-  for reward in learned arithmetic; do
-    "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 8 --no-progress \
-      --run "beam_search n=8 beam_width=2 max_step_tokens=48 reward=$reward budget.max_tokens=128,256 label=beam_search/$reward" \
-      --param max_new_tokens=256 --out "$WORK/eval-base"
-  done
-  stop ;;
-eval-policy)  # the fine-tuned policy: greedy, and best-of-8 with the learned PRM
-  serve --policy "$WORK/models/policy-ei1" --served-model-name policy-ei1 \
-    --reward "learned=math-shepherd:$WORK/models/prm-v2"
-  greedy eval-policy-greedy
+eval-base)  # the base policy: the learned PRM's best-of-8, greedy, a few-shot prompt,
+  # beam search. The verifier's best-of-8 on the same samples is the published one
+  # (clients/bench/published/arithmetic-rewards: same seeds, same samples).
+  serve --reward "learned=math-shepherd:$WORK/models/prm-v2"
   "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 6 --no-progress \
     --run "best_of_n n=8 selection=weighted reward=learned label=learned" \
-    --param max_new_tokens=256 --out "$WORK/eval-policy"
+    --param max_new_tokens=256 --out "$WORK/eval-base"
+  greedy eval-greedy-l1
+  "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 4 --no-progress \
+    --run "best_of_n n=1 temperature=0 label=greedy-few-shot" --param max_new_tokens=256 \
+    --param "system_prompt=$FEW_SHOT" --out "$WORK/eval-few-shot"
+  "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 8 --no-progress \
+    --run "beam_search n=8 beam_width=2 max_step_tokens=48 reward=learned budget.max_tokens=128,256 label=beam_search/learned" \
+    --param max_new_tokens=256 --out "$WORK/eval-base"
   stop ;;
-eval-ensemble)  # the ensemble's AUROC on the same samples (first 50 problems)
-  serve --reward "learned=math-shepherd:$WORK/models/prm-v2" --reward arithmetic:0.5,learned:0.5
+eval-policy)  # the fine-tuned policy: greedy, and best-of-8 with the learned PRM (50)
+  serve --policy "$WORK/models/policy-ei1" --served-model-name policy-ei1 \
+    --reward "learned=math-shepherd:$WORK/models/prm-v2"
+  greedy eval-policy-greedy-l1
   "$PONDER" bench --server "$URL" --dataset arithmetic --levels 1 --limit 50 \
     --concurrency 6 --no-progress --param max_new_tokens=256 \
-    --run "best_of_n n=8 selection=weighted reward=ensemble label=ensemble" \
-    --out "$WORK/eval-ensemble"
+    --run "best_of_n n=8 selection=weighted reward=learned label=learned" \
+    --out "$WORK/eval-policy"
   stop ;;
 report)
   out=learning/published
-  for run in eval-base eval-greedy-l1 eval-greedy-l2 eval-few-shot eval-policy \
-    eval-policy-greedy-l1 eval-policy-greedy-l2 eval-ensemble; do
-    [ -d "$WORK/$run" ] && mkdir -p "$out/$run" && cp "$WORK/$run"/*.{jsonl,csv,png,json} "$out/$run/"
+  for run in eval-base eval-greedy-l1 eval-few-shot eval-policy eval-policy-greedy-l1; do
+    mkdir -p "$out/$run"
+    cp "$WORK/$run"/{results.jsonl,summary.csv,coverage.csv,commands.txt} "$out/$run/" 2>/dev/null || true
   done
   cp "$WORK/models/prm-v2/card.json" "$out/prm-v2.card.json"
   cp "$WORK/models/policy-ei1/card.json" "$out/policy-ei1.card.json"
+  pub=clients/bench/published
   "$PONDER" bench compare \
-    --line "base + verifier=$out/eval-base:arithmetic/weighted" \
-    --line "base + learned PRM=$out/eval-base:learned/weighted" \
-    --line "improved policy + learned PRM=$out/eval-policy:learned/weighted" \
-    --pair "$out/eval-base:learned/weighted:n=8" "$out/eval-base:arithmetic/weighted:n=8" \
-    --pair "$out/eval-policy-greedy-l1:greedy:n=1" "$out/eval-greedy-l1:greedy:n=1" \
-    --pair "$out/eval-policy-greedy-l2:greedy:n=1" "$out/eval-greedy-l2:greedy:n=1" \
-    --pair "$out/eval-few-shot:greedy-few-shot:n=1" "$out/eval-greedy-l1:greedy:n=1" \
-    --plot "$out/plot.png" --title "arithmetic level 1, 100 problems" | tee "$out/compare.md" ;;
-*) echo "usage: $0 collect|train|eval-base|eval-policy|eval-ensemble|report" >&2; exit 2 ;;
+    --line "base policy + verifier (published)=$pub/arithmetic-rewards:arithmetic/weighted" \
+    --line "base policy + learned PRM=$out/eval-base:learned/weighted" \
+    --line "base policy + learned PRM, beam search=$out/eval-base:beam_search/learned" \
+    --line "SFT policy + learned PRM (50 problems)=$out/eval-policy:learned/weighted" \
+    --line "base policy, greedy=$out/eval-greedy-l1:greedy/majority" \
+    --line "SFT policy, greedy=$out/eval-policy-greedy-l1:greedy/majority" \
+    --pair "$out/eval-base:learned/weighted:n=8" "$pub/arithmetic-rewards:arithmetic/weighted:n=8" \
+    --pair "$out/eval-base:learned/max_reward:n=8" "$pub/arithmetic-rewards:arithmetic/max_reward:n=8" \
+    --pair "$out/eval-base:learned/weighted:n=8" "$out/eval-base:learned/majority:n=8" \
+    --pair "$out/eval-base:beam_search/learned:budget.max_tokens=128" "$out/eval-base:learned/weighted:n=1" \
+    --pair "$out/eval-base:beam_search/learned:budget.max_tokens=256" "$out/eval-base:learned/weighted:n=2" \
+    --pair "$out/eval-policy-greedy-l1:greedy/majority:n=1" "$out/eval-greedy-l1:greedy/majority:n=1" \
+    --pair "$out/eval-policy:learned/weighted:n=8" "$out/eval-base:learned/weighted:n=8" \
+    --pair "$out/eval-few-shot:greedy-few-shot/majority:n=1" "$out/eval-greedy-l1:greedy/majority:n=1" \
+    --plot "$out/plot.png" --title "arithmetic level 1 (100 problems; SFT best-of-8: first 50)" \
+    | tee "$out/compare.md" ;;
+*) echo "usage: $0 collect|train|eval-base|eval-policy|report" >&2; exit 2 ;;
 esac
