@@ -20,7 +20,7 @@ from trl.trainer.dpo_trainer import DPOTrainer
 from trl.trainer.sft_config import SFTConfig
 from trl.trainer.sft_trainer import SFTTrainer
 
-from learning.torch_training import bf16_training, dtype_of, save_model
+from learning.torch_training import bf16_training, dtype_of, save_model, training_summary
 from learning.train_policy import PolicyExample, PolicyOptions
 from learning.training import options_summary, split_by_group
 
@@ -101,8 +101,6 @@ def fit(options: PolicyOptions, examples: Sequence[PolicyExample], staging: Path
     after = _validation(trainer, options.method, bool(validation))
     save_model(trainer.model, tokenizer, save_dtype, options.base, staging)
 
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    seconds = float(result.metrics.get("train_runtime", 0.0))
     tokens = int(getattr(trainer, "_total_train_tokens", 0))
     return {
         "card_format": 1,
@@ -124,16 +122,7 @@ def fit(options: PolicyOptions, examples: Sequence[PolicyExample], staging: Path
             "scheduler": "linear",
             "saved_dtype": str(save_dtype).removeprefix("torch."),
         },
-        "training": {
-            "steps": trainer.state.global_step,
-            "epochs": trainer.state.epoch,
-            "train_loss": result.training_loss,
-            "first_logged_loss": losses[0] if losses else None,
-            "last_logged_loss": losses[-1] if losses else None,
-            "tokens": tokens,
-            "seconds": round(seconds, 1),
-            "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
-        },
+        "training": training_summary(trainer, result, tokens),
         "validation_before": before,
         "validation_after": after,
         "notes": [] if validation else ["no validation set (--val-fraction 0 or one question)"],

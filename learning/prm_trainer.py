@@ -23,7 +23,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from learning.torch_training import bf16_training, dtype_of, save_model
+from learning.torch_training import bf16_training, dtype_of, save_model, training_summary
 from learning.train_prm import (
     BAD,
     GOOD,
@@ -310,8 +310,6 @@ def fit(options: TrainOptions, data: StepData, staging: Path) -> dict[str, Any]:
 
     save_model(model, tokenizer, save_dtype, options.base, staging)
 
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    seconds = float(result.metrics.get("train_runtime", 0.0))
     return {
         "card_format": 1,
         "kind": "math-shepherd",
@@ -336,16 +334,7 @@ def fit(options: TrainOptions, data: StepData, staging: Path) -> dict[str, Any]:
             "scheduler": "linear",
             "saved_dtype": str(save_dtype).removeprefix("torch."),
         },
-        "training": {
-            "steps": trainer.state.global_step,
-            "epochs": trainer.state.epoch,
-            "train_loss": result.training_loss,
-            "first_logged_loss": losses[0] if losses else None,
-            "last_logged_loss": losses[-1] if losses else None,
-            "tokens": trainer.tokens_trained,
-            "seconds": round(seconds, 1),
-            "tokens_per_s": round(trainer.tokens_trained / seconds, 1) if seconds else None,
-        },
+        "training": training_summary(trainer, result, trainer.tokens_trained),
         "validation_before": before,
         "validation_after": after,
         "notes": notes,

@@ -36,6 +36,23 @@ def dtype_of(config: Any) -> torch.dtype:
     return dtype if isinstance(dtype, torch.dtype) else torch.float32
 
 
+def training_summary(trainer: Any, result: Any, tokens: int) -> dict[str, Any]:
+    """The card's "training" entry: steps, losses, tokens and speed of a finished
+    `Trainer.train()` (`result`), `tokens` being the tokens it trained on."""
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    seconds = float(result.metrics.get("train_runtime", 0.0))
+    return {
+        "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "train_loss": result.training_loss,
+        "first_logged_loss": losses[0] if losses else None,
+        "last_logged_loss": losses[-1] if losses else None,
+        "tokens": tokens,
+        "seconds": round(seconds, 1),
+        "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
+    }
+
+
 def save_model(model: Any, tokenizer: Any, dtype: torch.dtype, base: Path, folder: Path) -> None:
     """Weights (safetensors, in the base's dtype), config, tokenizer and chat template:
     a folder `ponder serve --policy` / `--prm` loads in vLLM. Trainer scratch files go."""

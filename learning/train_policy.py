@@ -17,12 +17,11 @@ appears only once training has finished (`learning.training.write_model_folder`)
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from learning.training import TrainOptions, check_paths, metric, write_card, write_model_folder
+from learning.training import TrainOptions, check_paths, metric, train_into_folder
 
 METHODS = ("sft", "dpo")
 #: Peak learning rates by method when --lr is not given: SFT moves the model towards
@@ -159,15 +158,9 @@ def train_policy(options: PolicyOptions) -> dict[str, Any]:
             f"train-policy needs torch, transformers and trl ({error}); "
             "install the learn extra with the cpu or gpu one (`make install`)"
         ) from error
-    started = time.monotonic()
-
-    def fill(staging: Path) -> dict[str, Any]:
-        card = policy_trainer.fit(options, examples, staging)
-        card["wall_s"] = round(time.monotonic() - started, 1)
-        write_card(staging, card, card_markdown(card))
-        return card
-
-    return write_model_folder(options.out, fill)
+    return train_into_folder(
+        options.out, lambda staging: policy_trainer.fit(options, examples, staging), card_markdown
+    )
 
 
 def card_markdown(card: dict[str, Any]) -> str:

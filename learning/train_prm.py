@@ -24,7 +24,6 @@ folder `--prm` would load.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +37,7 @@ from learning.training import (
     default_base_model,
     metric,
     split_by_group,
-    write_card,
-    write_model_folder,
+    train_into_folder,
 )
 from reward_clients.prm_formats import (
     BAD_LABEL,
@@ -178,15 +176,9 @@ def train_prm(options: TrainOptions) -> dict[str, Any]:
             "install the cpu or gpu extra (`make install`)"
         ) from error
 
-    started = time.monotonic()
-
-    def fill(staging: Path) -> dict[str, Any]:
-        card = prm_trainer.fit(options, data, staging)
-        card["wall_s"] = round(time.monotonic() - started, 1)
-        write_card(staging, card, card_markdown(card))
-        return card
-
-    return write_model_folder(options.out, fill)
+    return train_into_folder(
+        options.out, lambda staging: prm_trainer.fit(options, data, staging), card_markdown
+    )
 
 
 def card_markdown(card: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ import random
 import shutil
 import signal
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -190,6 +191,25 @@ def write_model_folder(out: Path, fill: Callable[[Path], T]) -> T:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return result
+
+
+def train_into_folder(
+    out: Path,
+    fit: Callable[[Path], dict[str, Any]],
+    markdown: Callable[[dict[str, Any]], str],
+) -> dict[str, Any]:
+    """`fit(staging)` trains and saves into the staging folder and returns the card;
+    the card (with the wall time) is written beside the model and the folder moved
+    into place (`write_model_folder`). Returns the card."""
+    started = time.monotonic()
+
+    def fill(staging: Path) -> dict[str, Any]:
+        card = fit(staging)
+        card["wall_s"] = round(time.monotonic() - started, 1)
+        write_card(staging, card, markdown(card))
+        return card
+
+    return write_model_folder(out, fill)
 
 
 def write_card(folder: Path, card: dict[str, Any], markdown: str) -> None:

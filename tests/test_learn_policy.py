@@ -147,7 +147,11 @@ def test_records_become_trl_prompt_completion_rows(tmp_path) -> None:
 
 # Training on the tiny model (torch + TRL; engine-marked through `tiny_prms`) ----------
 
-TOY_FLAGS = ["--max-steps", "25", "--lr", "3e-3", "--batch-size", "4", "--val-fraction", "0.25"]
+#: float32: the thresholds below must hold on every CPU, bf16 autocast ones included.
+TOY_FLAGS = [
+    *("--max-steps", "25", "--lr", "3e-3", "--batch-size", "4", "--val-fraction", "0.25"),
+    *("--dtype", "float32"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +194,7 @@ def test_dpo_trains_towards_the_chosen_answer(tiny_prms, tmp_path) -> None:
             max_steps=8,
             lr=3e-3,
             val_fraction=0.25,
+            dtype="float32",
         )
     )
     before, after = card["validation_before"], card["validation_after"]
