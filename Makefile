@@ -1,6 +1,7 @@
 # Ponder: two commands for a new user.
 #   make serve   set up .venv, prepare the embedded model, run the server on 127.0.0.1:8000
-#   make test    set up .venv (with test tools) and run the whole test suite (real vLLM)
+#   make test    set up .venv (with test tools) and the system's headless Chromium
+#                (`make browser`), and run the whole test suite (real vLLM)
 #   make test-fast  only the unit tests (`-m "not engine and not slow"`): no model, no
 #                torch, no vLLM; seconds. Fails if torch or vllm got imported all the same.
 #   make test-bf16  the suite with the shared test server forced to bfloat16, as on a
@@ -21,7 +22,7 @@ EXTRAS ?= cpu,dev,bench,learn
 SERVE_FLAGS ?= --enforce-eager
 PYTEST_ARGS ?=
 
-.PHONY: install model serve test test-fast test-bf16 lint bench clean
+.PHONY: install model browser serve test test-fast test-bf16 lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -43,14 +44,25 @@ model: install
 serve: model
 	$(BIN)/ponder serve $(SERVE_FLAGS)
 
-test: model
+# The explorer's tests drive a real headless Chromium: Debian's chromium and its
+# driver, installed from the distribution (nothing is downloaded at test time).
+browser:
+	@if [ -n "$$PONDER_CHROMIUM" ] && [ -n "$$PONDER_CHROMEDRIVER" ]; then :; \
+	elif command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
+		|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+		     apt-get install -y -q chromium chromium-driver >/dev/null; }; \
+	else echo "make browser: install chromium and chromium-driver (as root: apt-get install chromium chromium-driver), or set PONDER_CHROMIUM and PONDER_CHROMEDRIVER" >&2; exit 1; fi
+
+test: model browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # No `model` prerequisite: these tests never touch the embedded model.
 test-fast: install
 	$(BIN)/python -m pytest -m "not engine and not slow" --forbid-import torch --forbid-import vllm $(PYTEST_ARGS)
 
-test-bf16: model
+test-bf16: model browser
 	PONDER_TEST_DTYPE=bfloat16 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The tools come with the dev extra; mypy reads the installed packages' types.

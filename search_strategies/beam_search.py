@@ -113,7 +113,7 @@ async def grow_rounds(
                     policy, budget, wave, params, params.lookahead
                 )
             await tree.score(reward, problem.question, wave, params.aggregation, extensions)
-            budget.report_progress(max(n.score or 0.0 for n in finished + frontier))
+            tree.report_wave(budget, max(n.score or 0.0 for n in finished + frontier))
             keep = survivors(params, tree, wave, len(finished))
             if not keep:
                 break

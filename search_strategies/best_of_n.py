@@ -201,7 +201,7 @@ async def best_of_n(ctx: SearchContext, params: BestOfNParams) -> SearchResult:
 
     candidates = [to_candidate(c) for c in generation.completions]
     budget.usage.nodes += len(candidates)
-    budget.report_progress()
+    budget.report_progress(trace=lambda: _trace(generation.prompt_tokens, candidates, None))
     reward = ctx.reward if params.needs_reward else None
     chosen, stopped_early = await _select(problem, params, candidates, reward)
     capped = per_sample < params.max_new_tokens

@@ -12,12 +12,19 @@ import enum
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from search_strategies.protocols import ChatMessage, Generation, Policy, SamplingConfig
 from search_strategies.reward import RewardModel, metering_reward_tokens, validate_scores
 
+if TYPE_CHECKING:  # results imports this module (Usage, StopReason)
+    from search_strategies.results import TraceNode
+
 T = TypeVar("T")
+
+#: Builds the search tree as it stands (`TraceNode`s); called only when a listener
+#: asked for the tree (`Budget(trace_progress=True)`), so a plain search pays nothing.
+TraceSnapshot = Callable[[], "list[TraceNode]"]
 
 
 class StopReason(str, enum.Enum):
@@ -66,6 +73,15 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class Remaining:
+    """What is left of each budget limit when a wave ends (None: that one is unlimited)."""
+
+    tokens: int | None
+    reward_calls: int | None
+    time_s: float | None
+
+
+@dataclass(frozen=True)
 class Progress:
     """A snapshot a strategy reports after each wave (streamed to clients)."""
 
@@ -73,6 +89,10 @@ class Progress:
     nodes: int
     best_score: float | None
     usage: Usage
+    remaining: Remaining | None = None
+    #: The whole tree at this wave, when the listener asked for it (the stream of
+    #: `/v1/solve` sends the nodes that are new or changed since the last wave).
+    trace: tuple[TraceNode, ...] | None = None
 
 
 #: Receives progress reports; must not block (e.g. `asyncio.Queue.put_nowait`).
@@ -87,20 +107,42 @@ class Budget:
         limits: BudgetLimits,
         clock: Callable[[], float] = time.monotonic,
         on_progress: ProgressSink | None = None,
+        trace_progress: bool = False,
     ) -> None:
         self.limits = limits
         self.usage = Usage()
         self._clock = clock
         self._started = clock()
         self._on_progress = on_progress
+        self._trace_progress = trace_progress
         self._waves = 0
 
-    def report_progress(self, best_score: float | None = None) -> None:
-        """Tell the listener (if any) that a wave finished; called once per wave."""
+    def report_progress(
+        self, best_score: float | None = None, trace: TraceSnapshot | None = None
+    ) -> None:
+        """Tell the listener (if any) that a wave finished; called once per wave.
+
+        `trace` builds the tree as it stands; it is called here, only when the
+        listener wants the tree, so the snapshot is of this wave and not a later one.
+        """
         self._waves += 1
-        if self._on_progress is not None:
-            snapshot = Usage(**self.usage.as_dict())
-            self._on_progress(Progress(self._waves, self.usage.nodes, best_score, snapshot))
+        if self._on_progress is None:
+            return
+        tree = tuple(trace()) if trace is not None and self._trace_progress else None
+        self._on_progress(
+            Progress(
+                self._waves,
+                self.usage.nodes,
+                best_score,
+                Usage(**self.usage.as_dict()),
+                Remaining(
+                    self.remaining_tokens(),
+                    self.remaining_reward_calls(),
+                    self.remaining_time_s(),
+                ),
+                tree,
+            )
+        )
 
     def elapsed_s(self) -> float:
         return self._clock() - self._started

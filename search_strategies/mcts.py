@@ -269,5 +269,5 @@ async def _run_wave(
     for node in new + finished:
         backup(node, stats, node.score or 0.0)
     best = max((n.score or 0.0 for n in tree.nodes if n.terminal), default=None)
-    budget.report_progress(best)
+    tree.report_wave(budget, best, stats.for_trace)
     return sum(1 for kids in children if kids) + len(finished)

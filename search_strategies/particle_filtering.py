@@ -257,7 +257,7 @@ async def particle_filtering(ctx: SearchContext, params: ParticleFilteringParams
         while True:
             posterior = particles.weighed(params.weight_temperature)
             posterior.record(search.weights)
-            budget.report_progress(max(n.score or 0.0 for n in posterior.nodes))
+            tree.report_wave(budget, max(n.score or 0.0 for n in posterior.nodes), search.for_trace)
             if posterior.finished:
                 break
             particles = search.resample(posterior)

@@ -12,6 +12,7 @@ answer is the best-scoring attempt over all chains, or a majority vote over them
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -110,7 +111,10 @@ async def revision(ctx: SearchContext, params: RevisionParams) -> SearchResult:
             for chain in open_chains:
                 latest = chain.attempts[-1]
                 chain.accepted = latest.candidate.score >= params.accept_threshold
-            budget.report_progress(max(a.candidate.score for a in _all(chains)))
+            budget.report_progress(
+                max(a.candidate.score for a in _all(chains)),
+                lambda: [dataclasses.replace(n) for n in _scored(trace, _all(chains))],
+            )
             if _cut_by_budget(new, params):
                 stopped = StopReason.TOKEN_BUDGET
                 break
@@ -208,15 +212,20 @@ def _result(
     chosen = picked.candidate if picked else None
     if picked is not None:
         _mark_chosen(trace, picked.node_id)
-    for node, attempt in zip(trace[1:], sorted(attempts, key=lambda a: a.node_id)):
-        node.score = attempt.candidate.score if attempt.step_scores is not None else None
     return SearchResult(
         chosen=chosen,
         candidates=candidates,
         usage=budget.usage,
         stopped_reason=stopped,
-        trace=trace,
+        trace=_scored(trace, attempts),
     )
+
+
+def _scored(trace: list[TraceNode], attempts: list[Attempt]) -> list[TraceNode]:
+    """`trace` with each attempt's node carrying its score (None until scored)."""
+    for node, attempt in zip(trace[1:], sorted(attempts, key=lambda a: a.node_id)):
+        node.score = attempt.candidate.score if attempt.step_scores is not None else None
+    return trace
 
 
 def _mark_chosen(trace: list[TraceNode], node_id: int) -> None:

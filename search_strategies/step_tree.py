@@ -356,6 +356,13 @@ class StepTree:
 
     # -- reporting ---------------------------------------------------------------
 
+    def report_wave(
+        self, budget: Budget, best_score: float | None, stats: NodeStats | None = None
+    ) -> None:
+        """A wave ended: tell the budget's listener, with this tree (and `stats`) as
+        the snapshot a streaming client rebuilds the search from."""
+        budget.report_progress(best_score, lambda: self.trace(None, stats))
+
     def trace(self, chosen: StepNode | None, stats: NodeStats | None = None) -> list[TraceNode]:
         """Every node as a trace node; `stats` adds a strategy's own statistics (MCTS
         visits and value, particle weights), which it keeps itself, off the node."""

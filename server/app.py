@@ -25,6 +25,7 @@ from server.openapi import ServerFacts, install_openapi
 from server.request_log import RequestLogMiddleware, configure_access_log, note_search
 from server.rewards import open_rewards
 from server.routes import include_routers
+from server.routes.explorer import EXPLORER_PATHS
 from server.service import PolicyBackend, SolveService
 from server.settings import Settings
 
@@ -105,9 +106,13 @@ def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) 
     app.state.slots = slots
     app.state.metrics = metrics
     app.state.max_body_bytes = settings.max_body_bytes
+    #: Silence (s) after which an event stream sends a comment; None: never.
+    app.state.sse_keepalive_s = settings.sse_keepalive_s if settings.sse_keepalive_s > 0 else None
     install_error_handlers(app)
     include_routers(app)
-    open_paths = {"/health"} if settings.metrics_require_key else {"/health", "/metrics"}
+    open_paths = {"/health", *EXPLORER_PATHS}
+    if not settings.metrics_require_key:
+        open_paths.add("/metrics")
     if api_keys:
         app.add_middleware(ApiKeyMiddleware, keys=api_keys, open_paths=open_paths)
     install_openapi(

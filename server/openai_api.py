@@ -35,21 +35,18 @@ from server.openai_format import (
     choice_answer,
     completion_body,
     content_pieces,
-    sse,
     usage_body,
 )
 from server.openai_schemas import ChatCompletion, ChatCompletionRequest
 from server.request_log import mark_request
 from server.schemas import SearchOptions
 from server.service import SearchPlan, SolveService
+from server.sse import KEEPALIVE, SSE_KEEPALIVE, next_event, sse
 
 #: Plain sampling is best-of-N with one sample (no vote, no reward).
 PLAIN_STRATEGY = "best_of_n"
 PLAIN_FIELDS: dict[str, Any] = {"n": 1}
 _STRATEGY_SEPARATOR = "@"
-#: Sent after a stretch of silence; SSE clients (the OpenAI SDK too) skip comments.
-SSE_KEEPALIVE = ": keepalive\n\n"
-KEEPALIVE = object()
 
 
 def model_ids(model_name: str, strategies: Iterable[str] = STRATEGIES) -> list[str]:
@@ -172,7 +169,7 @@ class ChatAdapter:
         try:
             for index in range(len(job.plans)):
                 yield chunk.delta(index, {"role": "assistant", "content": ""})
-            while (event := await self._next_event(events)) is not None:
+            while (event := await next_event(events, self.keepalive_s)) is not None:
                 if event is KEEPALIVE:
                     yield SSE_KEEPALIVE
                     continue
@@ -200,17 +197,6 @@ class ChatAdapter:
             for task in tasks:
                 task.cancel()  # a client that left cancels its searches (engine aborts)
             await asyncio.gather(all_done, *tasks, return_exceptions=True)
-
-    async def _next_event(self, events: asyncio.Queue[Any]) -> Any:
-        """The next progress event, or KEEPALIVE after `keepalive_s` of silence.
-
-        A wave of a big search can take minutes on a CPU, and proxies close a
-        connection that sends nothing for a while (nginx after 60 s by default).
-        """
-        try:
-            return await asyncio.wait_for(events.get(), self.keepalive_s)
-        except TimeoutError:  # nothing is lost: get() had not taken an item
-            return KEEPALIVE
 
 
 def problem_from(request: ChatCompletionRequest, default_system_prompt: str) -> Problem:

@@ -7,7 +7,6 @@ route, kept apart from the request handling in `server.openai_api`.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,6 +25,7 @@ from server.openai_schemas import (
     SearchUsage,
 )
 from server.service import SearchPlan, SearchRun
+from server.sse import sse
 
 
 @dataclass(frozen=True)
@@ -87,10 +87,6 @@ class ChunkWriter:
 
     def usage(self, usage: ChatUsage) -> str:
         return sse({**self._base, "choices": [], "usage": usage.model_dump()})
-
-
-def sse(payload: dict[str, Any]) -> str:
-    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
 
 #: An OpenAI choice's `finish_reason` (as `ChatChoice` declares it).

@@ -88,6 +88,25 @@ SSE_EVENT = {
     "required": ["data"],
 }
 
+#: One event of a `/v1/solve` stream (`stream: true`); the format is in
+#: `server.solve_stream`.
+SOLVE_EVENT = {
+    "type": "object",
+    "description": "One server-sent event. `event: wave` (one per search wave): `data` is "
+    "JSON with `wave`, `final`, `nodes` (the tree nodes the wave created or changed, "
+    "fields as in the response's `trace`; folding every event's nodes by id rebuilds "
+    "the tree, the `final` wave carries what the search's end changed), `best_score`, "
+    "`usage`, `remaining` (tokens, reward_calls, time_s left; null: unlimited) and "
+    "`elapsed_s`. `event: result`: `data` is the SolveResponse a non-streamed request "
+    "returns. `event: error`: `data` is an error object (the search failed after the "
+    "stream began). Comment lines (`: keepalive`) keep idle connections open.",
+    "properties": {
+        "data": {"type": "string"},
+        "event": {"type": "string", "enum": ["wave", "result", "error"]},
+    },
+    "required": ["data", "event"],
+}
+
 _CAP_CODE = capped_by("max_n", "n").wrapped.__code__
 _ABSENT = object()
 
@@ -153,7 +172,9 @@ def build_openapi(app: FastAPI, facts: ServerFacts) -> dict[str, Any]:
         _document_errors(operation, OPERATION_ERRORS[(method, path)] + ((401,) if secured else ()))
         if secured:
             operation["security"] = [{"bearerAuth": []}]
-    operations["post", "/v1/solve"]["requestBody"] = _json_body("SolveRequest")
+    solve = operations["post", "/v1/solve"]
+    solve["requestBody"] = _json_body("SolveRequest")
+    solve["responses"]["200"]["content"]["text/event-stream"] = {"schema": SOLVE_EVENT}
     chat = operations["post", "/v1/chat/completions"]
     chat["requestBody"] = _json_body("ChatCompletionRequest")
     chat["responses"]["200"]["content"]["text/event-stream"] = {"schema": SSE_EVENT}

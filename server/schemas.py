@@ -105,6 +105,12 @@ class SolveRequest(SearchOptions):
     )
     strategy: str = Field("best_of_n", description="Search strategy name.")
     return_trace: bool = Field(False, description="Include the search tree.")
+    stream: bool = Field(
+        False,
+        description="Answer with server-sent events: a `wave` event per search wave (the "
+        "tree nodes it created or changed, usage so far, budget left), then a `result` "
+        "event with the body a non-streamed request returns.",
+    )
 
     @field_validator("question")
     @classmethod

@@ -30,7 +30,7 @@ from search_strategies.context import SearchContext
 from search_strategies.params import ServerLimits, StrategyParams
 from search_strategies.protocols import Policy, Problem
 from search_strategies.registry import STRATEGIES, StrategySpec
-from search_strategies.results import SearchResult
+from search_strategies.results import SearchResult, TraceNode
 from search_strategies.reward import RewardModel, with_reward_aggregation
 from server.errors import InvalidRequest
 from server.schemas import (
@@ -126,14 +126,16 @@ class SolveService:
         except ValidationError as error:
             raise InvalidRequest.from_validation(error) from None
 
-    async def solve(self, request: SolveRequest) -> SolveResponse:
-        started = time.monotonic()
+    def plan_solve(self, request: SolveRequest) -> SearchPlan:
+        """The search a `/v1/solve` body asks for (400 on any bad field)."""
         problem = Problem(
             question=request.question,
             system_prompt=request.system_prompt or self.default_system_prompt,
         )
-        plan = self.plan(request.strategy, request.strategy_fields(), request, problem)
-        run = await self.run(plan)
+        return self.plan(request.strategy, request.strategy_fields(), request, problem)
+
+    def respond(self, request: SolveRequest, run: SearchRun, started: float) -> SolveResponse:
+        """The `/v1/solve` body of a finished search begun at `started` (monotonic s)."""
         response = self._response(
             request,
             run,
@@ -189,9 +191,15 @@ class SolveService:
             problem=problem,
         )
 
-    async def run(self, plan: SearchPlan, on_progress: ProgressSink | None = None) -> SearchRun:
-        """Run one search under a fresh budget; `on_progress` hears of every wave."""
-        budget = Budget(plan.limits, on_progress=on_progress)
+    async def run(
+        self,
+        plan: SearchPlan,
+        on_progress: ProgressSink | None = None,
+        trace_progress: bool = False,
+    ) -> SearchRun:
+        """Run one search under a fresh budget; `on_progress` hears of every wave (with
+        the tree as it stands when `trace_progress`)."""
+        budget = Budget(plan.limits, on_progress=on_progress, trace_progress=trace_progress)
         started = time.monotonic()
         context = SearchContext(
             plan.problem,
@@ -272,8 +280,13 @@ class SolveService:
             timing=timing,
             stopped_reason=result.stopped_reason.value,
             trace=(
-                [TraceNodeOut.model_validate(node, from_attributes=True) for node in result.trace]
+                [trace_node_out(node) for node in result.trace]
                 if request.return_trace and result.trace is not None
                 else None
             ),
         )
+
+
+def trace_node_out(node: TraceNode) -> TraceNodeOut:
+    """A trace node as the API returns it."""
+    return TraceNodeOut.model_validate(node, from_attributes=True)

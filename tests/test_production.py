@@ -213,3 +213,51 @@ def _sample(scrape: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     raise AssertionError(f"{name} not in /metrics")
+
+
+def test_the_explorer_page_is_open_and_asks_for_the_key(keyed_server: RunningServer) -> None:
+    """The page holds no data, so it loads without a key; everything it asks the API
+    is refused until the user gives it one, and a wrong key shows the server's error."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    from tests.browser import headless_chromium, poll
+
+    assert httpx.get(keyed_server.url + "/").status_code == 200
+    assert httpx.get(keyed_server.url + "/explorer/explorer.js").status_code == 200
+    with headless_chromium() as driver:
+
+        def element(css: str):
+            return driver.find_element(By.CSS_SELECTOR, css)
+
+        def error_text() -> str:
+            box = element("#error")
+            return box.text if box.is_displayed() else ""
+
+        def enter_key(key: str) -> None:
+            field = element("#api-key")
+            field.clear()
+            field.send_keys(key, Keys.TAB)  # leaving the field fires `change`
+
+        driver.get(keyed_server.url + "/")
+        assert "missing API key" in poll(error_text, 30)
+        assert "needed" in element("#key-label").get_attribute("class")
+        enter_key("wrong")
+        poll(lambda: "invalid API key" in error_text(), 30)
+
+        enter_key(KEY_A)
+        poll(lambda: not error_text() and "mcts" in driver.page_source, 30)
+        Select(element("#strategy")).select_by_value("best_of_n")
+        for name, value in (("n", 2), ("max_new_tokens", 16)):
+            field = element(f"[data-param={name}]")
+            field.clear()
+            field.send_keys(str(value))
+        element("#run").click()
+        poll(lambda: element("#status").text.startswith("done"), 120)
+        assert element(".final-answer").text
+
+        enter_key("wrong")
+        element("#run").click()
+        poll(lambda: element("#status").text == "refused", 30)
+        assert "401: invalid API key" in error_text()

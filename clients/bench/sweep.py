@@ -93,17 +93,16 @@ def rows_for(
     body = solved.body
     base = request_row(problem, cell, solved, model)
     if not cell.subsample:
-        return [
-            _graded(
-                problem,
-                base,
-                cell.label,
-                cell.setting,
-                body["answer"],
-                body["usage"],
-                body.get("answer_text"),
-            )
-        ]
+        row = _graded(
+            problem,
+            base,
+            cell.label,
+            cell.setting,
+            body["answer"],
+            body["usage"],
+            body.get("answer_text"),
+        )
+        return [_with_trace(row, body, problem)]
     rest = "" if cell.setting == "default" else f",{cell.setting}"
     rows = []
     for pick in subsample(body, cell.subsample, cell.selections):
@@ -124,7 +123,16 @@ def rows_for(
     rows[0]["server_answer"] = body["answer"]
     if keep_texts:
         rows[0]["question"] = problem.question
+    _with_trace(rows[0], body, problem)
     return rows
+
+
+def _with_trace(row: Row, body: dict[str, Any], problem: BenchProblem) -> Row:
+    """Keep the search tree when the run asked for it (`--param return_trace=true`),
+    with the question, so the search explorer can open the row."""
+    if body.get("trace") is not None:
+        row.update(trace=body["trace"], question=problem.question)
+    return row
 
 
 def _graded(

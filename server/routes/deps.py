@@ -1,6 +1,7 @@
 """What the routes take from the running app: typed accessors over `app.state`.
 
-`server.app.create_app` sets `slots`, `metrics` and `max_body_bytes` when it builds
+`server.app.create_app` sets `slots`, `metrics`, `max_body_bytes` and
+`sse_keepalive_s` when it builds
 the app, and its lifespan sets `service`, `chat` and `rewards` once the policy and
 the reward backends are up (requests are served only after that).
 """
@@ -39,6 +40,10 @@ def slots(request: Request) -> SearchSlots:
 
 def metrics(request: Request) -> PonderMetrics:
     return request.app.state.metrics
+
+
+def sse_keepalive_s(request: Request) -> float | None:
+    return request.app.state.sse_keepalive_s
 
 
 async def json_body(request: Request) -> object:
