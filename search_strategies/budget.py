@@ -61,6 +61,9 @@ class Usage:
     generated_tokens: int = 0
     cached_prompt_tokens: int = 0
     engine_calls: int = 0
+    #: Sequences the engine generated (samples / engine_calls: how full a call's batch
+    #: was, which is what decides a CPU's or GPU's tokens per second).
+    samples: int = 0
     reward_calls: int = 0
     #: Tokens the reward backend read (0 for backends that read none, e.g. verifiers).
     reward_tokens: int = 0
@@ -203,6 +206,7 @@ class Budget:
             self.usage.prompt_tokens += generation.prompt_tokens
             self.usage.cached_prompt_tokens += generation.cached_prompt_tokens
             self.usage.generated_tokens += sum(c.num_tokens for c in generation.completions)
+            self.usage.samples += len(generation.completions)
 
 
 async def within_budget(
