@@ -55,17 +55,6 @@ def usage(driver) -> dict[str, str]:
     return {dd.get_attribute("data-usage"): dd.text for dd in by_css(driver, "#usage-list dd")}
 
 
-def test_the_page_serves_its_own_script_and_style(ponder_server: RunningServer) -> None:
-    page = httpx.get(ponder_server.url + "/")
-    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    for asset, kind in (("explorer.js", "javascript"), ("explorer.css", "css")):
-        assert f"/explorer/{asset}" in page.text
-        response = httpx.get(f"{ponder_server.url}/explorer/{asset}")
-        assert response.status_code == 200 and kind in response.headers["content-type"]
-    # Offline: nothing is loaded from another host.
-    assert "http" not in page.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
-
-
 def test_a_search_grows_live_and_ends_on_the_chosen_path(
     browser, ponder_server: RunningServer
 ) -> None:
@@ -141,6 +130,18 @@ def test_a_saved_trace_opens_as_it_was(
     assert one(browser, ".final-answer").text == (saved["answer"] or "no answer")
     assert int(usage(browser)["generated tokens"]) == saved["usage"]["generated_tokens"]
 
+    # A few hundred nodes (20 x 20 under the root) draw in full, chosen path too.
+    big = [_node(0, None, chosen=True)]
+    for i in range(20):
+        big.append(_node(1 + i, 0, chosen=i == 3))
+        big += [_node(21 + 20 * i + j, 1 + i, chosen=(i, j) == (3, 7)) for j in range(20)]
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps({"answer": "7", "stopped_reason": "completed", "trace": big}))
+    one(browser, "#trace-file").send_keys(str(path))
+    poll(lambda: len(by_css(browser, "#tree circle.node")) == len(big) == 421, 10)
+    assert len(by_css(browser, "#tree circle.node.chosen")) == 3
+    assert len(by_css(browser, "#tree line.edge.chosen")) == 2
+
     # A bench results file: one row per problem, a picker to choose between them.
     rows = tmp_path / "results.jsonl"
     rows.write_text(
@@ -152,3 +153,17 @@ def test_a_saved_trace_opens_as_it_was(
     one(browser, "#trace-file").send_keys(str(rows))
     poll(lambda: len(by_css(browser, "#trace-row option")) == 2, 10)
     assert one(browser, "#trace-row").is_displayed()
+
+
+def _node(node_id: int, parent: int | None, chosen: bool) -> dict:
+    return {
+        "id": node_id,
+        "parent": parent,
+        "text": f"step {node_id}\n\n",
+        "num_tokens": 4,
+        "chosen": chosen,
+        "score": (node_id % 10) / 10,
+        "visits": None,
+        "value": None,
+        "weight": None,
+    }

@@ -49,11 +49,14 @@ def client_for(error: Exception, **settings) -> TestClient:
     return TestClient(create_app(Settings(**settings), factory), raise_server_exceptions=False)
 
 
-def plain_and_streamed(client: TestClient, body: dict) -> tuple[dict, dict]:
-    """The error object of the JSON answer and of the stream's error event."""
-    plain = client.post("/v1/chat/completions", json=body)
+def plain_and_streamed(
+    client: TestClient, body: dict, path: str = "/v1/chat/completions"
+) -> tuple[dict, dict]:
+    """The error object of the JSON answer and of the stream's error event (chat, or
+    `/v1/solve`, whose stream names it `event: error`)."""
+    plain = client.post(path, json=body)
     assert plain.status_code >= 400, plain.text
-    with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as stream:
+    with client.stream("POST", path, json={**body, "stream": True}) as stream:
         assert stream.status_code == 200  # the stream began before the search failed
         events = [
             json.loads(line.removeprefix("data: "))
@@ -74,6 +77,9 @@ def chat_body(**search) -> dict:
     }
 
 
+SOLVE_BODY = {"question": "3 bags of 4?", "max_new_tokens": 16}
+
+
 @pytest.mark.parametrize(
     ("error", "code", "param"),
     [
@@ -83,11 +89,13 @@ def chat_body(**search) -> dict:
         (RuntimeError("boom"), None, None),
     ],
 )
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/solve"])
 def test_a_policy_failure_reads_the_same_streamed_or_not(
-    error: Exception, code: str | None, param: str | None
+    error: Exception, code: str | None, param: str | None, path: str
 ) -> None:
+    body = chat_body() if path == "/v1/chat/completions" else SOLVE_BODY
     with client_for(error) as client:
-        plain, streamed = plain_and_streamed(client, chat_body())
+        plain, streamed = plain_and_streamed(client, body, path)
     assert streamed == plain
     assert (plain["code"], plain["param"]) == (code, param)
 
