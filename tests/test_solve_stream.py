@@ -78,7 +78,9 @@ def test_the_waves_rebuild_the_trace_and_the_result_matches_a_plain_request(
     plain = float32_client.post("/v1/solve", json=body)
     assert plain.status_code == 200, plain.text
     plain_body = plain.json()
-    assert result["usage"] == plain_body["usage"]
+    # Usage to the token; only the prefix-cache hits differ, since the first run warmed
+    # the cache for the second.
+    assert _uncached(result["usage"]) == _uncached(plain_body["usage"])
     assert result["trace"] == plain_body["trace"]
     assert result["answer"] == plain_body["answer"]
 
@@ -128,3 +130,7 @@ def test_a_client_that_leaves_cancels_the_search(ponder_server: RunningServer) -
 
 def _running(client: httpx.Client) -> int:
     return client.get("/health").json()["running_requests"]
+
+
+def _uncached(usage: dict[str, int]) -> dict[str, int]:
+    return {key: value for key, value in usage.items() if key != "cached_prompt_tokens"}
