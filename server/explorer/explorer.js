@@ -15,22 +15,19 @@
 
   // Each strategy's main knobs; anything else goes in "More fields (JSON)".
   const NUMBER = "number";
+  const BEAM = [
+    { name: "n", type: NUMBER, value: 8 },
+    { name: "beam_width", type: NUMBER, value: 2 },
+    { name: "max_step_tokens", type: NUMBER, value: 32 },
+  ];
   const PARAMS = {
     best_of_n: [
       { name: "n", type: NUMBER, value: 8 },
       { name: "selection", options: ["majority", "weighted", "max_reward"], value: "weighted" },
       { name: "max_new_tokens", type: NUMBER, value: 128 },
     ],
-    beam_search: [
-      { name: "n", type: NUMBER, value: 8 },
-      { name: "beam_width", type: NUMBER, value: 2 },
-      { name: "max_step_tokens", type: NUMBER, value: 32 },
-    ],
-    dvts: [
-      { name: "n", type: NUMBER, value: 8 },
-      { name: "beam_width", type: NUMBER, value: 2 },
-      { name: "max_step_tokens", type: NUMBER, value: 32 },
-    ],
+    beam_search: BEAM,
+    dvts: BEAM,
     mcts: [
       { name: "simulations", type: NUMBER, value: 16 },
       { name: "expansion_width", type: NUMBER, value: 2 },
