@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from search_strategies.auto import AutoParams, auto
 from search_strategies.beam_search import BeamSearchParams, beam_search
 from search_strategies.best_of_n import BestOfNParams, best_of_n
 from search_strategies.context import SearchContext
@@ -39,5 +40,6 @@ STRATEGIES: dict[str, StrategySpec] = {
         StrategySpec("mcts", MCTSParams, mcts),
         StrategySpec("revision", RevisionParams, revision),
         StrategySpec("particle_filtering", ParticleFilteringParams, particle_filtering),
+        StrategySpec("auto", AutoParams, auto),
     )
 }

@@ -16,7 +16,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
+from search_strategies.auto_policy import AutoPolicy
 from server.auth import ApiKeyMiddleware, load_api_keys
+from server.auto_policy import load_auto_policy
 from server.errors import install_error_handlers
 from server.limits import SearchSlots
 from server.metrics import PonderMetrics
@@ -55,7 +57,10 @@ async def open_policy(settings: Settings) -> PolicyBackend:
 
 
 def serving_lifespan(
-    settings: Settings, policy_factory: PolicyFactory, metrics: PonderMetrics
+    settings: Settings,
+    policy_factory: PolicyFactory,
+    metrics: PonderMetrics,
+    auto_policy: AutoPolicy | None = None,
 ) -> Lifespan:
     """Policy and rewards up before the first request, down after the last; meanwhile
     `app.state` holds the service, the chat adapter and the rewards."""
@@ -74,6 +79,7 @@ def serving_lifespan(
             settings.default_system_prompt,
             rewards.clients,
             observers=(metrics.observe_search, note_search),
+            auto_policy=auto_policy,
         )
         app.state.rewards = rewards
         app.state.chat = ChatAdapter(
@@ -101,7 +107,7 @@ def create_app(settings: Settings, policy_factory: PolicyFactory = open_policy) 
     app = FastAPI(
         title="Ponder",
         summary="Inference-time search server",
-        lifespan=serving_lifespan(settings, policy_factory, metrics),
+        lifespan=serving_lifespan(settings, policy_factory, metrics, load_auto_policy(settings)),
     )
     app.state.slots = slots
     app.state.metrics = metrics

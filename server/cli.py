@@ -15,11 +15,13 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.auto_policy import load_auto_policy
     from server.rewards import validate_reward_settings
 
     try:
         settings = settings_from(args)
         validate_reward_settings(settings)  # fail here, before any engine starts
+        load_auto_policy(settings)
     except ValueError as error:
         print(f"ponder serve: invalid setting: {error}", file=sys.stderr)
         return 2

@@ -178,6 +178,11 @@ class SolveResponse(BaseModel):
     timing: TimingOut
     stopped_reason: StoppedReason
     trace: list[TraceNodeOut] | None = None
+    search: dict[str, Any] | None = Field(
+        None,
+        description="What the strategy decided, when it decides something: for `auto`, "
+        '`{"auto": {difficulty, feature, features, chosen_strategy, params, evidence}}`.',
+    )
 
 
 class HealthResponse(BaseModel):

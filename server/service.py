@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from reward_clients.combinators import ContinueWithoutReward
+from search_strategies.auto_policy import AutoPolicy
 from search_strategies.budget import (
     Budget,
     BudgetLimits,
@@ -96,6 +97,7 @@ class SolveService:
         default_system_prompt: str,
         rewards: dict[str, RewardModel] | None = None,
         observers: Sequence[SearchObserver] = (),
+        auto_policy: AutoPolicy | None = None,
     ) -> None:
         self.policy = policy
         self.limits = limits
@@ -103,6 +105,8 @@ class SolveService:
         #: Configured reward clients; the first is the default.
         self.rewards = dict(rewards or {})
         self.observers = tuple(observers)
+        #: The `auto` strategy's table (None: `auto` is not offered).
+        self.auto_policy = auto_policy
 
     def runnable_strategies(self) -> list[str]:
         """Registered strategies this server can run with their default parameters.
@@ -114,7 +118,8 @@ class SolveService:
         return [
             name
             for name, spec in STRATEGIES.items()
-            if self.rewards or not spec.params_model.model_construct().needs_reward
+            if (self.rewards or not spec.params_model.model_construct().needs_reward)
+            and (name != "auto" or self.auto_policy is not None)
         ]
 
     def parse(self, body: object) -> SolveRequest:
@@ -166,7 +171,9 @@ class SolveService:
             )
         try:
             params = spec.params_model.model_validate(
-                dict(fields), strict=True, context={"limits": self.limits}
+                dict(fields),
+                strict=True,
+                context={"limits": self.limits, "auto_policy": self.auto_policy},
             )
         except ValidationError as error:
             raise InvalidRequest.from_validation(error, names=param_names) from None
@@ -279,6 +286,7 @@ class SolveService:
             usage=UsageOut.model_validate(result.usage, from_attributes=True),
             timing=timing,
             stopped_reason=result.stopped_reason.value,
+            search=result.extra or None,
             trace=(
                 [trace_node_out(node) for node in result.trace]
                 if request.return_trace and result.trace is not None

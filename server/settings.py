@@ -64,6 +64,8 @@ class Settings:
     max_messages: int = 256
     max_choices: int = 8
     sse_keepalive_s: float = 15.0
+    #: None: the packaged table when serving the embedded model (server.auto_policy).
+    auto_policy: Path | None = None
 
     @property
     def limits(self) -> ServerLimits:
@@ -147,6 +149,9 @@ _HELP = {
     "max_body_bytes": "server maximum for a request body's size",
     "max_messages": "server maximum for a chat request's message count",
     "max_choices": "server maximum for a chat request's n (independent searches)",
+    "auto_policy": "policy table of the auto strategy, made by `ponder bench fit-auto` "
+    "(unset: the packaged one, fitted for the embedded model; for other models auto is "
+    "then not offered)",
     "sse_keepalive_s": "seconds a chat stream may stay silent (a long search wave) before "
     "an SSE comment line keeps proxies from closing it (0: never)",
 }
@@ -195,7 +200,7 @@ def _coerce(name: str, raw: object, default_type: type) -> object:
     if name == "reward":  # each --reward is one clause (server.rewards, registry)
         parts = raw if isinstance(raw, list) else [raw]
         return f"{CLAUSE_SEPARATOR} ".join(str(p).strip() for p in parts)
-    if name == "api_key_file":
+    if name in ("api_key_file", "auto_policy"):
         return Path(str(raw))
     if isinstance(raw, bool) or name in _BOOLEANS:
         return raw if isinstance(raw, bool) else str(raw).lower() in {"1", "true", "yes"}

@@ -321,10 +321,42 @@ def compare(argv: list[str]) -> int:
     return 0
 
 
+def fit_auto(argv: list[str]) -> int:
+    from clients.bench.fit_auto import FitError, fit
+
+    parser = argparse.ArgumentParser(
+        prog="ponder bench fit-auto",
+        description="The auto strategy's policy table from sweep results: per difficulty "
+        "bin and budget, the strategy that scored best (docs/strategies.md, auto).",
+    )
+    parser.add_argument("results", nargs="+", type=Path, help="results.jsonl files of one sweep")
+    parser.add_argument("--out", type=Path, required=True, help="the table to write (JSON)")
+    parser.add_argument("--probe-n", type=int, default=2, help="probe samples (default 2)")
+    parser.add_argument("--feature", choices=("mean_reward", "agreement"), default="mean_reward")
+    parser.add_argument("--bins", type=int, default=3, help="difficulty bins (default 3)")
+    args = parser.parse_args(argv)
+    try:
+        policy = fit(args.results, args.probe_n, args.feature, args.bins)
+    except (FitError, OSError) as error:
+        print(f"ponder bench fit-auto: {error}", file=sys.stderr)
+        return 2
+    args.out.write_text(policy.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    for edge in policy.bins:
+        picks = ", ".join(
+            f"{c.strategy} from {c.max_tokens} tok ({c.accuracy:.2f} on {c.problems})"
+            for c in policy.choices[edge.name]
+        )
+        print(f"{edge.name} ({policy.feature} <= {edge.upper:.3f}): {picks}")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "report":
         return report(argv[1:])
     if argv and argv[0] == "compare":
         return compare(argv[1:])
+    if argv and argv[0] == "fit-auto":
+        return fit_auto(argv[1:])
     return run(argv)
