@@ -14,6 +14,7 @@ probe's own pick is the answer.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from typing import Any
 
@@ -23,7 +24,7 @@ from search_strategies.auto_policy import AutoChoice, AutoPolicy
 from search_strategies.best_of_n import BestOfNParams, best_of_n, vote_shares
 from search_strategies.context import SearchContext
 from search_strategies.params import StrategyParams
-from search_strategies.results import Candidate, SearchResult
+from search_strategies.results import Candidate, SearchResult, TraceNode
 from search_strategies.reward import Aggregation
 
 #: Sampling fields a request sets for the whole search (the probe and the choice).
@@ -99,12 +100,36 @@ async def auto(ctx: SearchContext, params: AutoParams) -> SearchResult:
             "problems": choice.problems,
         },
     )
+    probe_nodes = [dataclasses.replace(node, chosen=False) for node in probe.trace or []]
+    ctx.budget.wrap_traces(lambda nodes: with_probe(probe_nodes, nodes))
     result = await spec.run(ctx, chosen_params)
+    result.trace = with_probe(probe_nodes, result.trace or [])
     if result.chosen is None and probe.chosen is not None:
         result.chosen = probe.chosen  # the search found nothing: the probe's pick stands
         decision["why"] = "the chosen search returned no answer: the probe's pick stands"
     result.extra["auto"] = decision
     return result
+
+
+def with_probe(probe: list[TraceNode], search: list[TraceNode]) -> list[TraceNode]:
+    """One tree: the probe's samples and the chosen search under the same root (the
+    prompt), the search's node ids shifted past the probe's."""
+    if not probe:
+        return search
+    offset = max(node.id for node in probe)
+    root = next((node for node in search if node.parent is None), None)
+    merged = [
+        dataclasses.replace(node, chosen=bool(root and root.chosen))
+        if node.parent is None
+        else node
+        for node in probe
+    ]
+    for node in search:
+        if node.parent is None:
+            continue
+        parent = 0 if node.parent == (root.id if root else 0) else node.parent + offset
+        merged.append(dataclasses.replace(node, id=node.id + offset, parent=parent))
+    return merged
 
 
 def _probe_params(params: AutoParams) -> BestOfNParams:

@@ -119,6 +119,7 @@ class Budget:
         self._on_progress = on_progress
         self._trace_progress = trace_progress
         self._waves = 0
+        self._wrap_trace: Callable[[list[TraceNode]], list[TraceNode]] | None = None
 
     def report_progress(
         self, best_score: float | None = None, trace: TraceSnapshot | None = None
@@ -131,7 +132,10 @@ class Budget:
         self._waves += 1
         if self._on_progress is None:
             return
-        tree = tuple(trace()) if trace is not None and self._trace_progress else None
+        tree = None
+        if trace is not None and self._trace_progress:
+            nodes = trace()
+            tree = tuple(self._wrap_trace(nodes) if self._wrap_trace else nodes)
         self._on_progress(
             Progress(
                 self._waves,
@@ -146,6 +150,11 @@ class Budget:
                 tree,
             )
         )
+
+    def wrap_traces(self, wrap: Callable[[list[TraceNode]], list[TraceNode]]) -> None:
+        """From now on every reported tree passes through `wrap`: a strategy that runs
+        another inside it (as `auto` runs its choice) shows both in one tree."""
+        self._wrap_trace = wrap
 
     def elapsed_s(self) -> float:
         return self._clock() - self._started

@@ -156,6 +156,7 @@ def choice_search(run: SearchRun) -> ChoiceSearch:
         stopped_reason=run.result.stopped_reason.value,
         candidates=len(run.result.candidates),
         reward_error=run.reward_error,
+        auto=run.result.extra.get("auto"),
     )
 
 

@@ -8,7 +8,7 @@ on stream chunks) that OpenAI clients ignore.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -87,6 +87,8 @@ class ChoiceSearch(BaseModel):
     #: As in /v1/solve: set when the reward backend failed and the request's
     #: `reward_fallback: "none"` let this search go on without reward.
     reward_error: str | None = None
+    #: As in /v1/solve's `search.auto`: what the `auto` strategy chose, and why.
+    auto: dict[str, Any] | None = None
 
 
 class ChatChoice(BaseModel):
