@@ -24,6 +24,8 @@ SEARCHES: dict[str, dict[str, Any]] = {
     "mcts": {"simulations": 6, "expansion_width": 2, "wave_size": 2, **STEP},
     "revision": {"parallel_chains": 2, "max_revisions": 1, "max_new_tokens": 40},
     "particle_filtering": {"n": 4, **STEP},
+    # The packaged table (fitted for this model): a probe, then its choice.
+    "auto": {"budget": {"max_tokens": 400}},
 }
 
 
@@ -134,3 +136,29 @@ def _running(client: httpx.Client) -> int:
 
 def _uncached(usage: dict[str, int]) -> dict[str, int]:
     return {key: value for key, value in usage.items() if key != "cached_prompt_tokens"}
+
+
+def test_auto_says_what_it_chose_on_both_routes(ponder_server: RunningServer) -> None:
+    """`search.auto` on /v1/solve, and on each chat choice (`<model>@auto`, streamed too)."""
+    import openai
+
+    body = {"question": QUESTION, "strategy": "auto", "budget": {"max_tokens": 400}}
+    with httpx.Client(base_url=ponder_server.url, timeout=300) as http:
+        solved = http.post("/v1/solve", json=body)
+    assert solved.status_code == 200, solved.text
+    decision = solved.json()["search"]["auto"]
+    assert decision["difficulty"] and 0 < decision["probe_tokens"]
+    assert decision["chosen_strategy"] in set(STRATEGIES) - {"auto"}
+    assert solved.json()["usage"]["generated_tokens"] > decision["probe_tokens"]
+
+    sdk = openai.OpenAI(base_url=ponder_server.url + "/v1", api_key="x", max_retries=0)
+    messages = [{"role": "user", "content": QUESTION}]
+    extra = {"search": {"budget": {"max_tokens": 400}}}
+    model = "smollm2-135m-instruct@auto"
+    reply = sdk.chat.completions.create(model=model, messages=messages, extra_body=extra)
+    assert reply.choices[0].model_extra["search"]["auto"]["difficulty"]
+    chunks = list(
+        sdk.chat.completions.create(model=model, messages=messages, extra_body=extra, stream=True)
+    )
+    last = [c for c in chunks if c.choices and c.choices[0].finish_reason][-1]
+    assert last.choices[0].model_extra["search"]["auto"]["chosen_strategy"]
