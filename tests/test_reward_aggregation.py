@@ -19,6 +19,7 @@ from reward_clients.arithmetic import ArithmeticVerifier
 from reward_clients.combinators import ContinueWithoutReward, Renamed, WeightedEnsemble
 from reward_clients.learned_prm import PRMBackend, QwenPRM, TokenLogitPRM
 from reward_clients.self_judge import SelfJudge
+from search_strategies.auto_policy import AutoChoice, AutoPolicy, DifficultyBin
 from search_strategies.params import ServerLimits, StrategyParams
 from search_strategies.registry import STRATEGIES
 from search_strategies.reward import (
@@ -92,11 +93,19 @@ STRATEGY_NAMES = sorted(STRATEGIES)
 REWARD_FIELDS = {"best_of_n": {"selection": "weighted"}}
 
 
+#: What `auto` is validated with on a server that has a table (server.auto_policy).
+AUTO_POLICY = AutoPolicy(
+    model="m",
+    bins=[DifficultyBin(name="all", upper=1.0)],
+    choices={"all": [AutoChoice(max_tokens=1, strategy="best_of_n", accuracy=0, problems=0)]},
+)
+
+
 def params_for(strategy: str, **fields: object) -> StrategyParams:
     """Parameters validated the way the server validates a request's fields."""
     body = {**REWARD_FIELDS.get(strategy, {}), **fields}
     return STRATEGIES[strategy].params_model.model_validate(
-        body, context={"limits": ServerLimits()}
+        body, context={"limits": ServerLimits(), "auto_policy": AUTO_POLICY}
     )
 
 

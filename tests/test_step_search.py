@@ -12,6 +12,7 @@ import asyncio
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from search_strategies.auto import AutoParams, auto
 from search_strategies.beam_search import BeamSearchParams, beam_search
 from search_strategies.budget import BudgetLimits, StopReason
 from search_strategies.dvts import DVTSParams, dvts
@@ -356,7 +357,8 @@ def test_generated_tokens_never_exceed_the_budget(name, max_tokens, max_step_tok
 
 
 def test_every_strategy_is_registered_with_its_parameters():
-    assert set(STRATEGIES) == {"best_of_n", *STEP_STRATEGIES}
+    assert set(STRATEGIES) == {"best_of_n", "auto", *STEP_STRATEGIES}
+    assert STRATEGIES["auto"].run is auto and STRATEGIES["auto"].params_model is AutoParams
     for name, (strategy, model, _) in STEP_STRATEGIES.items():
         assert STRATEGIES[name].run is strategy and STRATEGIES[name].params_model is model
         assert model().needs_reward
