@@ -41,6 +41,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "mcts": {"simulations": 64, "expansion_width": 2, "wave_size": 4, "max_step_tokens": 48},
     "revision": {"parallel_chains": 2, "max_revisions": 8},
     "particle_filtering": {"n": 8, "max_step_tokens": 48},
+    "auto": {},  # the server's table decides
 }
 BASELINE = "best_of_n"
 
