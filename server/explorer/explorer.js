@@ -280,6 +280,10 @@
     if (result.reward) parts.push(`reward: ${result.reward}`);
     if (result.correct !== undefined) parts.push(result.correct ? "graded right" : "graded wrong");
     if (result.gold !== undefined) parts.push(`gold: ${result.gold}`);
+    const decided = result.search && result.search.auto;
+    if (decided) {
+      parts.push(`auto: ${decided.difficulty} question → ${decided.chosen_strategy || "the probe's pick"}`);
+    }
     meta.textContent = parts.join(" · ");
     detail.append(answer, meta);
     if (result.answer_text) {
