@@ -16,6 +16,7 @@ import statistics
 import time
 
 from decode_speed import PROMPT, embedded_engine
+
 from search_strategies.protocols import ChatMessage, SamplingConfig
 from server.policy.vllm_engine import VLLMPolicy
 
