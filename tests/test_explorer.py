@@ -94,9 +94,10 @@ def test_a_search_grows_live_and_ends_on_the_chosen_path(
 
     # A node's step text, scores and path are one click away.
     leaf = chosen[-1]
-    leaf.click()
+    leaf_id = leaf.get_attribute("data-node-id")
+    leaf.click()  # redraws the tree: `leaf` is stale from here on
     detail = one(browser, "#node-detail")
-    assert f"#{leaf.get_attribute('data-node-id')}" in detail.text and "score" in detail.text
+    assert f"#{leaf_id}" in detail.text and "score" in detail.text
     assert one(browser, "#node-detail pre").text.strip()
 
     shot = os.environ.get("PONDER_EXPLORER_SCREENSHOT")
