@@ -98,7 +98,8 @@ def test_a_search_grows_live_and_ends_on_the_chosen_path(
     leaf.click()  # redraws the tree: `leaf` is stale from here on
     detail = one(browser, "#node-detail")
     assert f"#{leaf_id}" in detail.text and "score" in detail.text
-    assert one(browser, "#node-detail pre").text.strip()
+    step_text = by_css(browser, "#node-detail pre")[0]  # then the whole path, folded
+    assert step_text.text.strip()
 
     shot = os.environ.get("PONDER_EXPLORER_SCREENSHOT")
     if shot:  # how docs/explorer.png is made
