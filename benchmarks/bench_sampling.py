@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import time
 
-from decode_speed import PROMPT, embedded_engine
+from decode_speed import PROMPT, embedded_engine, tokens_per_second
 
 from search_strategies.protocols import ChatMessage, SamplingConfig
 from server.policy.vllm_engine import VLLMPolicy
@@ -35,10 +34,7 @@ async def rates(runs: int, max_new_tokens: int, top_ps: tuple[float, ...]) -> di
                     config = SamplingConfig(
                         n=n, max_tokens=max_new_tokens, temperature=0.8, top_p=top_p
                     )
-                    started = time.perf_counter()
-                    generation = (await policy.generate([prompt], config))[0]
-                    tokens = sum(c.num_tokens for c in generation.completions)
-                    seen[n, top_p].append(tokens / (time.perf_counter() - started))
+                    seen[n, top_p].append(await tokens_per_second(policy, prompt, config))
         return {key: statistics.median(values) for key, values in seen.items()}
     finally:
         await policy.close()

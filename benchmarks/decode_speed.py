@@ -50,13 +50,18 @@ async def decode_rates(
                 config = SamplingConfig(
                     n=n, max_tokens=max_new_tokens, temperature=1.0, top_p=top_p
                 )
-                started = time.perf_counter()
-                generation = (await policy.generate([prompt], config))[0]
-                tokens = sum(c.num_tokens for c in generation.completions)
-                rates[n].append(tokens / (time.perf_counter() - started))
+                rates[n].append(await tokens_per_second(policy, prompt, config))
         return {n: statistics.median(values) for n, values in rates.items()}
     finally:
         await policy.close()
+
+
+async def tokens_per_second(policy: VLLMPolicy, prompt: list[int], config: SamplingConfig) -> float:
+    """Generated tokens/s of one call: every sample's tokens over its wall time."""
+    started = time.perf_counter()
+    generation = (await policy.generate([prompt], config))[0]
+    tokens = sum(c.num_tokens for c in generation.completions)
+    return tokens / (time.perf_counter() - started)
 
 
 def print_comparison(
