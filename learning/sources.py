@@ -15,11 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clients.bench.store import Row, read_rows
+from clients.bench.store import RESULTS_NAME as BENCH_RESULTS_NAME, Row, read_rows
 from learning.records import COLLECTED_NAME, DEFAULT_SYSTEM_PROMPT, step_delimiter
 from search_strategies.steps import split_steps
-
-BENCH_RESULTS_NAME = "results.jsonl"  # clients.bench.cli.RESULTS_NAME, without its plot deps
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,9 @@ from clients.bench.datasets import (
 )
 from clients.bench.grid import Cell, expand, load_grid_file, parse_params, parse_run
 from clients.bench.report import markdown_table, write_report
-from clients.bench.store import ResultsFile, Row, read_rows
+from clients.bench.store import RESULTS_NAME, ResultsFile, Row, read_rows, results_path
 from clients.bench.sweep import SweepOptions, rows_for, run_sweep
 
-RESULTS_NAME = "results.jsonl"
 DEFAULT_RUN = "best_of_n n=16 selection=weighted"
 
 _EPILOG = f"""\
@@ -351,6 +350,46 @@ def fit_auto(argv: list[str]) -> int:
     return 0
 
 
+def ensemble(argv: list[str]) -> int:
+    from clients.bench.ensemble import EnsembleError, Member, ensemble_rows, write_rows
+
+    parser = argparse.ArgumentParser(
+        prog="ponder bench ensemble",
+        description="A weighted-mean ensemble of rewards, replayed from best-of-N runs that "
+        "drew the same samples under different rewards (same seeds): writes a results "
+        "folder with its selections at every N, its coverage and AUROC.",
+    )
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RESULTS:RUN[:WEIGHT]",
+        help="a results.jsonl (or its folder) and a run's label, e.g. eval:learned:1",
+    )
+    parser.add_argument("--label", default="ensemble", help="the ensemble's run label")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (new)")
+    args = parser.parse_args(argv)
+    try:
+        members = []
+        for spec in args.runs:
+            path, _, rest = spec.partition(":")
+            run, _, weight = rest.partition(":")
+            if not path or not run:
+                raise EnsembleError(f"{spec!r}: expected RESULTS:RUN[:WEIGHT]")
+            try:
+                value = float(weight) if weight else 1.0
+            except ValueError:
+                raise EnsembleError(f"{spec!r}: the weight must be a number") from None
+            members.append(Member(read_rows(results_path(Path(path))), run, value))
+        rows = ensemble_rows(members, args.label)
+        write_rows(rows, args.out)
+    except (EnsembleError, OSError) as error:
+        print(f"ponder bench ensemble: {error}", file=sys.stderr)
+        return 2
+    print_report(rows, args.out)
+    print(f"outputs in {args.out}/")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "report":
@@ -359,4 +398,6 @@ def main(argv: list[str] | None = None) -> int:
         return compare(argv[1:])
     if argv and argv[0] == "fit-auto":
         return fit_auto(argv[1:])
+    if argv and argv[0] == "ensemble":
+        return ensemble(argv[1:])
     return run(argv)

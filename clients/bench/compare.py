@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clients.bench.report import PlotPoint, plot_data, summarize, write_plot
-from clients.bench.store import Row, read_rows
-
-RESULTS_NAME = "results.jsonl"
+from clients.bench.store import Row, read_rows, results_path
 
 
 @dataclass(frozen=True)
@@ -34,7 +32,7 @@ class CellRef:
             shape = "RESULTS:LABEL:SETTING" if need_setting else "RESULTS:LABEL"
             raise ValueError(f"{text!r}: expected {shape}")
         path = Path(parts[0])
-        results = path / RESULTS_NAME if path.is_dir() else path
+        results = results_path(path)
         if not results.is_file():
             raise FileNotFoundError(f"{text!r}: no results file at {results}")
         return cls(results, parts[1], parts[2] if len(parts) == 3 else None)

@@ -17,6 +17,14 @@ from typing import Any
 
 Row = dict[str, Any]
 
+#: The results file's name in a bench or collect folder.
+RESULTS_NAME = "results.jsonl"
+
+
+def results_path(path: Path) -> Path:
+    """A results file given as itself or as its folder."""
+    return path / RESULTS_NAME if path.is_dir() else path
+
 
 def done_key(row: Row) -> tuple[str, str, str]:
     """What makes a request unnecessary on resume: dataset, problem, request shape."""

@@ -4,6 +4,7 @@
 # rerun with the same folders. Run from the repository root after `make install`.
 #
 #   bash learning/published/run.sh collect|train|eval-base|eval-policy|report
+#   bash learning/published/run.sh round2|eval-round2|eval-level2|report   (second session)
 #
 # Sizes were chosen from measured rates on a 2-core CPU (docs/learning.md says which
 # and what each stage cost). WORK holds the data and models (large, not committed);
@@ -23,8 +24,9 @@ serve() {  # serve [ponder serve flags...]: start in the background, wait for /h
   echo "server did not start; see $WORK/serve.log" >&2; return 1
 }
 stop() { kill "$SERVER"; wait "$SERVER" || true; }
-greedy() {  # greedy OUT: one greedy answer per evaluation problem
-  "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 8 --no-progress \
+greedy() {  # greedy OUT [LEVEL]: one greedy answer per evaluation problem
+  "$PONDER" bench --server "$URL" --dataset arithmetic --levels "${2:-1}" --limit 100 \
+    --concurrency 8 --no-progress \
     --run "best_of_n n=1 temperature=0 label=greedy" --param max_new_tokens=256 \
     --out "$WORK/$1"
 }
@@ -79,6 +81,47 @@ eval-policy)  # the fine-tuned policy: greedy, and best-of-8 with the learned PR
     --run "best_of_n n=8 selection=weighted reward=learned label=learned" \
     --out "$WORK/eval-policy"
   stop ;;
+round2)  # expert iteration, round 2: the round-1 policy's best-of-8 on all 100
+  # evaluation problems (4b was measured on the first 50), its greedy level-2 answers,
+  # and new training data from it (seed 9, disjoint from the evaluation set); then a
+  # policy trained from the base on the right samples of both rounds.
+  serve --policy "$WORK/models/policy-ei1" --served-model-name policy-ei1 \
+    --reward "learned=math-shepherd:$WORK/models/prm-v2"
+  "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 6 --no-progress \
+    --param max_new_tokens=256 \
+    --run "best_of_n n=8 selection=weighted reward=learned label=learned" \
+    --out "$WORK/eval-policy"
+  greedy eval-policy-greedy-l2 2
+  "$PONDER" learn collect --server "$URL" --dataset arithmetic --levels 1,2 --seed 9 \
+    --limit 100 --samples 8 --param max_new_tokens=256 \
+    --drop-overlap --concurrency 6 --no-progress --out "$WORK/collect-ei1"
+  stop
+  "$PONDER" learn export "$WORK/collect-ei1" --format sft --out "$WORK/sft-collect-ei1.jsonl" --overwrite
+  cat "$WORK/sft-all.jsonl" "$WORK/sft-collect-ei1.jsonl" >"$WORK/sft-round2.jsonl"
+  "$PONDER" learn train-policy "$WORK/sft-round2.jsonl" --method sft \
+    --out "$WORK/models/policy-ei2" --epochs 3 --lr 5e-5 --overwrite ;;
+eval-round2)  # the round-2 policy: greedy on both levels, best-of-8 with the learned PRM
+  serve --policy "$WORK/models/policy-ei2" --served-model-name policy-ei2 \
+    --reward "learned=math-shepherd:$WORK/models/prm-v2"
+  greedy eval-ei2-greedy-l1 1
+  greedy eval-ei2-greedy-l2 2
+  "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 6 --no-progress \
+    --param max_new_tokens=256 \
+    --run "best_of_n n=8 selection=weighted reward=learned label=learned" \
+    --out "$WORK/eval-ei2"
+  stop ;;
+eval-level2)  # the base policy on level 2: greedy, and best-of-8 under the learned PRM
+  # and the verifier (same seeds, so the same samples; their ensemble is computed from
+  # the two runs' sample scores by learning/published/ensemble.py)
+  serve --reward "learned=math-shepherd:$WORK/models/prm-v2" --reward "learned,arithmetic"
+  greedy eval-greedy-l2 2
+  for reward in learned arithmetic; do
+    "$PONDER" bench --server "$URL" --dataset arithmetic --levels 2 --limit 50 \
+      --concurrency 6 --no-progress --param max_new_tokens=256 \
+      --run "best_of_n n=8 selection=weighted reward=$reward label=$reward" \
+      --out "$WORK/eval-level2"
+  done
+  stop ;;
 report)
   out=learning/published
   for run in eval-base eval-greedy-l1 eval-few-shot eval-policy eval-policy-greedy-l1; do
@@ -105,5 +148,5 @@ report)
     --pair "$out/eval-few-shot:greedy-few-shot/majority:n=1" "$out/eval-greedy-l1:greedy/majority:n=1" \
     --plot "$out/plot.png" --title "arithmetic level 1 (100 problems; SFT best-of-8: first 50)" \
     | tee "$out/compare.md" ;;
-*) echo "usage: $0 collect|train|eval-base|eval-policy|report" >&2; exit 2 ;;
+*) echo "usage: $0 collect|train|eval-base|eval-policy|round2|eval-round2|eval-level2|report" >&2; exit 2 ;;
 esac
