@@ -18,7 +18,7 @@ STAMP := $(VENV)/.ponder-installed
 # a CUDA build, point pip at PyTorch's CPU index via TORCH_PIP_ARGS="--index-url ...".
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
-EXTRAS ?= cpu,dev,bench,learn
+EXTRAS ?= cpu,dev,bench,learn,fleet
 SERVE_FLAGS ?= --enforce-eager
 PYTEST_ARGS ?=
 

@@ -43,7 +43,10 @@ async def open_policy(settings: Settings) -> PolicyBackend:
         from server.policy.remote import RemotePolicy
 
         return await RemotePolicy.connect(
-            settings.policy_url, settings.served_model_name, settings.remote_timeout_s
+            settings.policy_url,
+            settings.served_model_name,
+            settings.remote_timeout_s,
+            session_header=settings.policy_session_header or None,
         )
     from server.model_prep import prepare_embedded_model
     from server.policy.vllm_engine import EngineOptions, VLLMPolicy
@@ -68,6 +71,7 @@ def serving_lifespan(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         policy = await policy_factory(settings)
+        metrics.watch_policy(policy)
         try:
             rewards = await open_rewards(settings, policy)
         except BaseException:

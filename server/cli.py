@@ -1,5 +1,5 @@
-"""The `ponder` command: `ponder serve`, `ponder prepare-model`, `ponder bench` and
-`ponder learn`."""
+"""The `ponder` command: `ponder serve`, `ponder prepare-model`, `ponder bench`,
+`ponder learn` and `ponder fleet`."""
 
 from __future__ import annotations
 
@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="learn from searches: collect and export training data, train a PRM",
         add_help=False,
     )
+    # Listed for `ponder --help`; its arguments are parsed by server.fleet.
+    commands.add_parser(
+        "fleet",
+        help="policy replicas behind vLLM's router, and Ponder in front, on this machine",
+        add_help=False,
+    )
     return parser
 
 
@@ -81,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         from learning.cli import main as learn_main
 
         return learn_main(argv[1:])
+    if argv and argv[0] == "fleet":
+        from server.fleet import main as fleet_main
+
+        return fleet_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "serve":

@@ -82,11 +82,21 @@ class PonderMetrics:
         self.active_searches = Gauge(
             "ponder_active_searches", "Searches holding a slot", registry=r
         )
+        self.policy_retries = Gauge(
+            "ponder_policy_call_retries",
+            "Calls to a remote policy sent a second time after a connection or gateway "
+            "error, since the server started (a replica behind a router died)",
+            registry=r,
+        )
 
     def watch_slots(self, slots: SearchSlots) -> None:
         """Read the queue gauges from `slots` at scrape time (always current)."""
         self.queue_depth.set_function(lambda: slots.queued)
         self.active_searches.set_function(lambda: slots.active)
+
+    def watch_policy(self, policy: object) -> None:
+        """Read the remote policy's retry count at scrape time (0 for in-process)."""
+        self.policy_retries.set_function(lambda: getattr(policy, "retries", 0))
 
     def observe_request(self, route: str, strategy: str, status: int, seconds: float) -> None:
         route = route if route in KNOWN_ROUTES else "other"

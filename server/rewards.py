@@ -96,7 +96,7 @@ def validate_reward_settings(settings: Settings) -> RewardSpec:
 
 
 #: A closer or a health check: async, no arguments, raises on failure.
-AsyncAction = Callable[[], Awaitable[None]]
+AsyncAction = Callable[[], Awaitable[object]]  # what it returns is ignored
 #: A health probe must answer well before an orchestrator's own probe timeout, even
 #: when a remote PRM hangs (its call timeout, `--prm-timeout-s`, may be a minute).
 HEALTH_CHECK_TIMEOUT_S = 5.0

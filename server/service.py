@@ -34,6 +34,7 @@ from search_strategies.registry import STRATEGIES, StrategySpec
 from search_strategies.results import SearchResult, TraceNode
 from search_strategies.reward import RewardModel, with_reward_aggregation
 from server.errors import InvalidRequest
+from server.policy.session import search_session
 from server.schemas import (
     CandidateOut,
     SearchOptions,
@@ -48,7 +49,10 @@ from server.schemas import (
 class PolicyBackend(Policy, Protocol):
     """A policy the server owns: it can be health-checked and closed."""
 
-    async def check_health(self) -> None: ...
+    async def check_health(self) -> str | None:
+        """Raise `PolicyUnavailable` if it cannot serve; else an optional note on its
+        state that /health shows (a router's view of its replicas)."""
+        ...
 
     def running_requests(self) -> int: ...
 
@@ -214,7 +218,8 @@ class SolveService:
             budget,
             MeteredReward(plan.fallback or plan.reward, budget) if plan.reward else None,
         )
-        result = await plan.spec.run(context, plan.params)
+        with search_session():  # one id for all its engine calls (router affinity)
+            result = await plan.spec.run(context, plan.params)
         failure = plan.fallback.failure if plan.fallback is not None else None
         run = SearchRun(
             strategy=plan.strategy,

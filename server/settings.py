@@ -37,6 +37,8 @@ class Settings:
     dtype: str = "auto"
     tensor_parallel_size: int = 1
     remote_timeout_s: float = 300.0
+    #: Header carrying the search id on each remote policy call; "" sends none.
+    policy_session_header: str = "X-Session-ID"
     #: None: the default (server.rewards.reward_spec); "none" or "": no reward. Clauses
     #: are separated by ';' (a repeated --reward is joined so); see reward_clients.registry.
     reward: str | None = None
@@ -107,6 +109,10 @@ _HELP = {
     "dtype": "model dtype; 'auto' picks float32 on CPUs without bf16 instructions",
     "tensor_parallel_size": "vLLM tensor parallel degree (GPUs)",
     "remote_timeout_s": "timeout for each call to a remote policy",
+    "policy_session_header": "header that carries the search's id on every call to a "
+    "remote policy, so a router with session affinity keeps one search on one replica "
+    "and its prefix in that replica's cache (vLLM's router: --policy consistent_hash "
+    "hashes X-Session-ID); empty: no header",
     "reward": "rewards requests may use; repeat the flag (or separate clauses with ';') "
     "to give several clauses: a list NAME[,NAME...] (the first is the default), or "
     "NAME:WEIGHT[,...] (also one weighted ensemble named 'ensemble', the default); a "

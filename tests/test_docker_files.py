@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from server.cli import build_parser
+from server.fleet import FleetPlan
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
@@ -137,6 +138,33 @@ def test_compose_has_policy_prm_and_ponder_wired_together(compose: dict) -> None
     }
     assert "PONDER_API_KEY" in ponder["environment"]
     serve_flags_accepted(command)
+
+
+def test_fleet_compose_is_the_launcher_topology() -> None:
+    """docker/fleet.compose.yaml: replicas behind the router with the flags `ponder
+    fleet` gives it, Ponder on the router with the session header the router hashes."""
+    services = yaml.safe_load((DOCKER / "fleet.compose.yaml").read_text())["services"]
+    replicas = sorted(name for name in services if name.startswith("policy-"))
+    assert replicas == ["policy-0", "policy-1"]
+    gpus = [
+        services[name]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"]
+        for name in (*replicas, "prm")
+    ]
+    assert len({tuple(g) for g in gpus}) == 3  # one GPU each
+    router = services["router"]
+    command = router["command"]
+    workers = command[command.index("--worker-urls") + 1 : command.index("--policy")]
+    assert workers == [f"http://{name}:8000" for name in replicas]
+    launcher = FleetPlan(model="m", served_model_name="m").router_command("vllm-router")
+    flags = launcher[launcher.index("--policy") :]  # the launcher's policy and failover flags
+    assert command[command.index("--policy") :] == flags
+    assert router["entrypoint"] == ["vllm-router"] and router["image"] == "ponder:gpu"
+    ponder = services["ponder"]["command"]
+    assert ponder[ponder.index("--policy-url") + 1] == "http://router:8000/v1"
+    assert ponder[ponder.index("--policy-session-header") + 1] == "X-Session-ID"
+    assert {d for d in services["ponder"]["depends_on"]} == {"router", "prm"}
+    serve_flags_accepted(ponder)
+    assert 'pip install ".[fleet]"' in (DOCKER / "Dockerfile.gpu").read_text()
 
 
 @pytest.mark.parametrize("name", DOCKERFILES)

@@ -15,7 +15,7 @@ from server.policy.vllm_engine import bind_all_cores_on_small_cpus
 
 @pytest.fixture()
 def cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(vllm_engine, "_has_cuda", lambda: False)
+    monkeypatch.setattr(vllm_engine, "has_cuda", lambda: False)
 
 
 def cores(monkeypatch: pytest.MonkeyPatch, ids: set[int]) -> None:
@@ -45,7 +45,7 @@ def test_one_core_or_many_keep_vllms_default(cpu_only, monkeypatch, ids) -> None
 
 
 def test_a_gpu_machine_is_left_alone(monkeypatch) -> None:
-    monkeypatch.setattr(vllm_engine, "_has_cuda", lambda: True)
+    monkeypatch.setattr(vllm_engine, "has_cuda", lambda: True)
     cores(monkeypatch, {0, 1})
     environ: dict[str, str] = {}
     bind_all_cores_on_small_cpus(environ)

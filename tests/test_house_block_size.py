@@ -22,12 +22,12 @@ from server.settings import Settings
 
 @pytest.fixture()
 def cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(vllm_engine, "_has_cuda", lambda: False)
+    monkeypatch.setattr(vllm_engine, "has_cuda", lambda: False)
 
 
 @pytest.fixture()
 def cuda(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(vllm_engine, "_has_cuda", lambda: True)
+    monkeypatch.setattr(vllm_engine, "has_cuda", lambda: True)
 
 
 def test_unset_block_size_is_32_on_cpu(cpu_only) -> None:

@@ -4,7 +4,7 @@
 # rerun with the same folders. Run from the repository root after `make install`.
 #
 #   bash learning/published/run.sh collect|train|eval-base|eval-policy|report
-#   bash learning/published/run.sh round2|eval-round2|eval-level2|report   (second session)
+#   bash learning/published/run.sh round2|eval-round2|eval-round2-bon8|eval-level2|report   (second session)
 #
 # Sizes were chosen from measured rates on a 2-core CPU (docs/learning.md says which
 # and what each stage cost). WORK holds the data and models (large, not committed);
@@ -100,11 +100,14 @@ round2)  # expert iteration, round 2: the round-1 policy's best-of-8 on all 100
   cat "$WORK/sft-all.jsonl" "$WORK/sft-collect-ei1.jsonl" >"$WORK/sft-round2.jsonl"
   "$PONDER" learn train-policy "$WORK/sft-round2.jsonl" --method sft \
     --out "$WORK/models/policy-ei2" --epochs 3 --lr 5e-5 --overwrite ;;
-eval-round2)  # the round-2 policy: greedy on both levels, best-of-8 with the learned PRM
-  serve --policy "$WORK/models/policy-ei2" --served-model-name policy-ei2 \
-    --reward "learned=math-shepherd:$WORK/models/prm-v2"
+eval-round2)  # the round-2 policy: greedy on both levels
+  serve --policy "$WORK/models/policy-ei2" --served-model-name policy-ei2
   greedy eval-ei2-greedy-l1 1
   greedy eval-ei2-greedy-l2 2
+  stop ;;
+eval-round2-bon8)  # the round-2 policy's best-of-8 with the learned PRM
+  serve --policy "$WORK/models/policy-ei2" --served-model-name policy-ei2 \
+    --reward "learned=math-shepherd:$WORK/models/prm-v2"
   "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 6 --no-progress \
     --param max_new_tokens=256 \
     --run "best_of_n n=8 selection=weighted reward=learned label=learned" \
@@ -148,5 +151,5 @@ report)
     --pair "$out/eval-few-shot:greedy-few-shot/majority:n=1" "$out/eval-greedy-l1:greedy/majority:n=1" \
     --plot "$out/plot.png" --title "arithmetic level 1 (100 problems; SFT best-of-8: first 50)" \
     | tee "$out/compare.md" ;;
-*) echo "usage: $0 collect|train|eval-base|eval-policy|round2|eval-round2|eval-level2|report" >&2; exit 2 ;;
+*) echo "usage: $0 collect|train|eval-base|eval-policy|round2|eval-round2|eval-round2-bon8|eval-level2|report" >&2; exit 2 ;;
 esac

@@ -4,6 +4,14 @@ Prompts go out as token-id lists (`/v1/completions` accepts them) and samples co
 back with their token ids (`return_token_ids`), so search keeps exact ids end to
 end. Chat rendering uses the server's own `/tokenize` with `messages`, so Ponder
 needs no local copy of the tokenizer.
+
+Behind a router (a fleet of replicas, docs/deployment.md), two things matter: each
+call carries its search's id in a header (`session_header`), so a router with
+session affinity keeps the search on one replica's prefix cache; and a call that
+failed before any answer came back (the connection broke, or the router said its
+replica was unreachable: 502, 503, 504) is sent once more, which the router routes
+to a live replica. Seeded sampling makes the retry draw what the first try would
+have drawn, so a search survives a replica's death mid-run.
 """
 
 from __future__ import annotations
@@ -15,6 +23,10 @@ import httpx
 
 from search_strategies.protocols import ChatMessage, Completion, Generation, SamplingConfig
 from server.policy.errors import PolicyRejected, PolicyUnavailable
+from server.policy.session import current_search_id
+
+#: A router's answers that mean "the replica is gone, not your request is wrong".
+_GATEWAY_ERRORS = frozenset({502, 503, 504})
 
 
 class RemotePolicy:
@@ -22,19 +34,32 @@ class RemotePolicy:
     or as `PolicyRejected` when the remote server refuses the request itself (a 400,
     such as a prompt longer than its context), which the client can fix."""
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str, model: str) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        model: str,
+        session_header: str | None = None,
+    ) -> None:
         self._client = client
         self._base = base_url.rstrip("/")
         self._root = self._base.removesuffix("/v1")
         self._model = model
+        self._session_header = session_header
+        #: Calls sent a second time after a connection or gateway error (metrics, tests).
+        self.retries = 0
 
     @classmethod
     async def connect(
-        cls, base_url: str, model: str | None = None, timeout_s: float = 300.0
+        cls,
+        base_url: str,
+        model: str | None = None,
+        timeout_s: float = 300.0,
+        session_header: str | None = None,
     ) -> RemotePolicy:
         """Open a client and learn the served model's name when not given."""
         client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=10.0))
-        policy = cls(client, base_url, model or "")
+        policy = cls(client, base_url, model or "", session_header)
         if not model:
             try:
                 body = await policy._request("GET", f"{policy._base}/models")
@@ -106,8 +131,32 @@ class RemotePolicy:
             )
         return generations
 
-    async def check_health(self) -> None:
+    async def check_health(self) -> str | None:
+        """The remote's /health; behind vLLM's router, also the router's view of its
+        replicas (unavailable when it sees none healthy; its /health says only that the
+        router runs)."""
         await self._request("GET", f"{self._root}/health", expect_json=False)
+        return await self._router_view()
+
+    async def _router_view(self) -> str | None:
+        """`N/M replicas healthy` from vLLM's router's `/workers`; None from a server
+        without that endpoint (a plain `vllm serve` answers 404)."""
+        try:
+            response = await self._client.get(f"{self._root}/workers")
+            workers = response.json()["workers"] if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(workers, list):
+            return None
+        workers = [w for w in workers if isinstance(w, dict)]
+        healthy = [str(w.get("url")) for w in workers if w.get("is_healthy")]
+        down = [str(w.get("url")) for w in workers if not w.get("is_healthy")]
+        if not healthy:
+            raise PolicyUnavailable(
+                f"router at {self._root} has no healthy policy replica (of {len(workers)})"
+            )
+        note = f"router: {len(healthy)}/{len(workers)} policy replicas healthy"
+        return note + (f"; down: {', '.join(down)}" if down else "")
 
     def running_requests(self) -> int:
         return 0  # not observable from here; the remote server owns its queue
@@ -116,12 +165,10 @@ class RemotePolicy:
         await self._client.aclose()
 
     async def _request(self, method: str, url: str, expect_json: bool = True, **kwargs: Any) -> Any:
-        try:
-            response = await self._client.request(method, url, **kwargs)
-        except httpx.HTTPError as error:
-            raise PolicyUnavailable(
-                f"remote policy at {self._base} unreachable: {type(error).__name__}: {error}"
-            ) from error
+        search_id = current_search_id()
+        if self._session_header and search_id:
+            kwargs["headers"] = {self._session_header: search_id}
+        response = await self._send_retrying_once(method, url, **kwargs)
         if response.status_code == 400:  # e.g. a prompt longer than the remote context
             raise PolicyRejected(
                 f"remote policy at {self._base} refused the request: {_error_message(response)}"
@@ -132,6 +179,31 @@ class RemotePolicy:
                 f"for {url}: {response.text[:300]}"
             )
         return response.json() if expect_json else None
+
+    async def _send_retrying_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One call, sent again once if it failed before the remote answered it: a
+        connection that broke (not a timeout: the remote was working, and a second
+        wait would double it) or a gateway error from a router."""
+        for attempt in (1, 2):
+            try:
+                response = await self._client.request(method, url, **kwargs)
+            except httpx.TimeoutException as error:
+                raise PolicyUnavailable(
+                    f"remote policy at {self._base} timed out: {type(error).__name__}: {error}"
+                ) from error
+            except httpx.HTTPError as error:
+                if attempt == 1:
+                    self.retries += 1
+                    continue
+                raise PolicyUnavailable(
+                    f"remote policy at {self._base} unreachable (tried twice): "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+            if response.status_code in _GATEWAY_ERRORS and attempt == 1:
+                self.retries += 1
+                continue
+            return response
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
 
 def _error_message(response: httpx.Response) -> str:

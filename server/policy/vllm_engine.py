@@ -197,14 +197,14 @@ def bind_all_cores_on_small_cpus(environ: MutableMapping[str, str] = os.environ)
     `VLLM_CPU_OMP_THREADS_BIND` the user set always wins. Must run before the engine
     process starts (it reads the variable when it spawns).
     """
-    if "VLLM_CPU_OMP_THREADS_BIND" in environ or _has_cuda():
+    if "VLLM_CPU_OMP_THREADS_BIND" in environ or has_cuda():
         return
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if 1 < len(cores) <= SMALL_CPU_COUNT:
         environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(str(core) for core in cores)
 
 
-def _has_cuda() -> bool:
+def has_cuda() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
@@ -268,7 +268,7 @@ def resolve_block_size(block_size: int | None) -> int | None:
     attention accepts) 94 %, 95 %, 93 % (docs/benchmarks.md, "Prefix caching"). GPUs keep vLLM's
     choice, which was not measured here.
     """
-    if block_size is not None or _has_cuda():
+    if block_size is not None or has_cuda():
         return block_size
     return CPU_BLOCK_SIZE
 
@@ -280,7 +280,7 @@ def resolve_dtype(dtype: str) -> str:
     as float32 at n=1 but 4.4x slower at n=16 (docs/benchmarks.md). GPUs and
     AVX-512-BF16/AMX CPUs keep 'auto' (bf16 decoded 1.6x faster on an AMX Xeon).
     """
-    if dtype != "auto" or _has_cuda():
+    if dtype != "auto" or has_cuda():
         return dtype
     try:
         flags = Path("/proc/cpuinfo").read_text()

@@ -1,5 +1,6 @@
 """`GET /health`: 200 when the policy answers (status `degraded` if a reward backend
-does not), 503 with status `unavailable` when the policy cannot."""
+does not), 503 with status `unavailable` when the policy cannot. Behind vLLM's router,
+`detail` says how many policy replicas the router sees healthy."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ router = APIRouter()
 async def health(request: Request) -> JSONResponse:
     policy = service(request).policy
     try:
-        await policy.check_health()
+        note = await policy.check_health()
     except PolicyUnavailable as error:
         body = HealthResponse(status="unavailable", model=policy.model_name, detail=str(error))
         return JSONResponse(body.model_dump(), status_code=503)
@@ -26,6 +27,7 @@ async def health(request: Request) -> JSONResponse:
     body = HealthResponse(
         status="degraded" if degraded else "ok",
         model=policy.model_name,
+        detail=note,
         running_requests=policy.running_requests(),
         rewards=states,
     )
