@@ -67,7 +67,7 @@ def test_each_search_sends_its_own_id_and_nothing_outside_a_search() -> None:
 
 @pytest.mark.parametrize(
     "first",
-    [httpx.ConnectError("refused"), httpx.RemoteProtocolError("closed"), 502, 503, 504],
+    [httpx.ConnectError("refused"), httpx.RemoteProtocolError("closed"), 500, 502, 503, 504],
 )
 def test_a_broken_call_is_sent_once_more(first: object) -> None:
     calls = []

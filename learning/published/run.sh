@@ -127,29 +127,59 @@ eval-level2)  # the base policy on level 2: greedy, and best-of-8 under the lear
   stop ;;
 report)
   out=learning/published
-  for run in eval-base eval-greedy-l1 eval-few-shot eval-policy eval-policy-greedy-l1; do
+  pub=clients/bench/published
+  for run in eval-base eval-greedy-l1 eval-few-shot eval-policy eval-policy-greedy-l1 \
+      eval-policy-greedy-l2 eval-ei2-greedy-l1 eval-ei2-greedy-l2 eval-greedy-l2 eval-level2 eval-ei2; do
+    [ -d "$WORK/$run" ] || continue
     mkdir -p "$out/$run"
     cp "$WORK/$run"/{results.jsonl,summary.csv,coverage.csv,commands.txt} "$out/$run/" 2>/dev/null || true
   done
-  cp "$WORK/models/prm-v2/card.json" "$out/prm-v2.card.json"
-  cp "$WORK/models/policy-ei1/card.json" "$out/policy-ei1.card.json"
-  pub=clients/bench/published
+  for model in prm-v2 policy-ei1 policy-ei2; do
+    [ -f "$WORK/models/$model/card.json" ] && cp "$WORK/models/$model/card.json" "$out/$model.card.json"
+  done
+  # The learned PRM + verifier ensemble (mean of the two sample scores), replayed from
+  # the runs that drew the same samples under each reward.
+  rm -rf "$out/ensemble-l1" "$out/ensemble-l2"
+  "$PONDER" bench ensemble "$out/eval-base:learned" "$pub/arithmetic-100:best_of_n" \
+    --out "$out/ensemble-l1" >/dev/null
+  if [ -d "$out/eval-level2" ]; then
+    "$PONDER" bench ensemble "$out/eval-level2:learned" "$out/eval-level2:arithmetic" \
+      --out "$out/ensemble-l2" >/dev/null
+  fi
+  l2=()
+  if [ -d "$out/eval-level2" ]; then
+    l2=(--pair "$out/eval-level2:learned/weighted:n=8" "$out/eval-level2:arithmetic/weighted:n=8"
+        --pair "$out/ensemble-l2:ensemble/weighted:n=8" "$out/eval-level2:arithmetic/weighted:n=8"
+        --pair "$out/eval-policy-greedy-l2:greedy/majority:n=1" "$out/eval-greedy-l2:greedy/majority:n=1")
+  fi
+  ei2=()
+  if [ -d "$out/eval-ei2-greedy-l1" ]; then
+    ei2=(--line "policy after round 2, greedy=$out/eval-ei2-greedy-l1:greedy/majority"
+         --pair "$out/eval-ei2-greedy-l1:greedy/majority:n=1" "$out/eval-greedy-l1:greedy/majority:n=1"
+         --pair "$out/eval-ei2-greedy-l1:greedy/majority:n=1" "$out/eval-policy-greedy-l1:greedy/majority:n=1"
+         --pair "$out/eval-ei2-greedy-l2:greedy/majority:n=1" "$out/eval-greedy-l2:greedy/majority:n=1")
+  fi
   "$PONDER" bench compare \
-    --line "base policy + verifier (published)=$pub/arithmetic-rewards:arithmetic/weighted" \
+    --line "base policy + verifier=$pub/arithmetic-100:best_of_n/weighted" \
     --line "base policy + learned PRM=$out/eval-base:learned/weighted" \
+    --line "base policy + learned PRM and verifier (ensemble)=$out/ensemble-l1:ensemble/weighted" \
     --line "base policy + learned PRM, beam search=$out/eval-base:beam_search/learned" \
-    --line "SFT policy + learned PRM (50 problems)=$out/eval-policy:learned/weighted" \
+    --line "SFT policy + learned PRM=$out/eval-policy:learned/weighted" \
     --line "base policy, greedy=$out/eval-greedy-l1:greedy/majority" \
     --line "SFT policy, greedy=$out/eval-policy-greedy-l1:greedy/majority" \
-    --pair "$out/eval-base:learned/weighted:n=8" "$pub/arithmetic-rewards:arithmetic/weighted:n=8" \
-    --pair "$out/eval-base:learned/max_reward:n=8" "$pub/arithmetic-rewards:arithmetic/max_reward:n=8" \
+    "${ei2[@]}" \
+    --pair "$out/eval-base:learned/weighted:n=8" "$pub/arithmetic-100:best_of_n/weighted:n=8" \
+    --pair "$out/eval-base:learned/max_reward:n=8" "$pub/arithmetic-100:best_of_n/max_reward:n=8" \
+    --pair "$out/ensemble-l1:ensemble/weighted:n=8" "$pub/arithmetic-100:best_of_n/weighted:n=8" \
+    --pair "$out/ensemble-l1:ensemble/max_reward:n=8" "$pub/arithmetic-100:best_of_n/max_reward:n=8" \
     --pair "$out/eval-base:learned/weighted:n=8" "$out/eval-base:learned/majority:n=8" \
     --pair "$out/eval-base:beam_search/learned:budget.max_tokens=128" "$out/eval-base:learned/weighted:n=1" \
     --pair "$out/eval-base:beam_search/learned:budget.max_tokens=256" "$out/eval-base:learned/weighted:n=2" \
     --pair "$out/eval-policy-greedy-l1:greedy/majority:n=1" "$out/eval-greedy-l1:greedy/majority:n=1" \
     --pair "$out/eval-policy:learned/weighted:n=8" "$out/eval-base:learned/weighted:n=8" \
     --pair "$out/eval-few-shot:greedy-few-shot/majority:n=1" "$out/eval-greedy-l1:greedy/majority:n=1" \
-    --plot "$out/plot.png" --title "arithmetic level 1 (100 problems; SFT best-of-8: first 50)" \
+    "${l2[@]}" \
+    --plot "$out/plot.png" --title "arithmetic level 1 (100 problems)" \
     | tee "$out/compare.md" ;;
 *) echo "usage: $0 collect|train|eval-base|eval-policy|round2|eval-round2|eval-round2-bon8|eval-level2|report" >&2; exit 2 ;;
 esac

@@ -9,7 +9,7 @@ Behind a router (a fleet of replicas, docs/deployment.md), two things matter: ea
 call carries its search's id in a header (`session_header`), so a router with
 session affinity keeps the search on one replica's prefix cache; and a call that
 failed before any answer came back (the connection broke, or the router said its
-replica was unreachable: 502, 503, 504) is sent once more, which the router routes
+replica was unreachable: 500, 502, 503, 504) is sent once more, which the router routes
 to a live replica. Seeded sampling makes the retry draw what the first try would
 have drawn, so a search survives a replica's death mid-run.
 """
@@ -25,8 +25,9 @@ from search_strategies.protocols import ChatMessage, Completion, Generation, Sam
 from server.policy.errors import PolicyRejected, PolicyUnavailable
 from server.policy.session import current_search_id
 
-#: A router's answers that mean "the replica is gone, not your request is wrong".
-_GATEWAY_ERRORS = frozenset({502, 503, 504})
+#: A router's answers that mean "the replica is gone, not your request is wrong"
+#: (vLLM's router answers 500 "Request failed" when it cannot reach the replica).
+_GATEWAY_ERRORS = frozenset({500, 502, 503, 504})
 
 
 class RemotePolicy:
