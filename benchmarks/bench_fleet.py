@@ -208,7 +208,7 @@ def main() -> None:
     args = parser.parse_args()
     fleet_args = argparse.Namespace(
         policy=None, served_model_name=None, replicas=2, host="127.0.0.1", port=args.port,
-        router_port=args.port + 1, replica_port=args.port + 2, router_policy="consistent_hash",
+        router_port=0, replica_port=0, router_policy="consistent_hash",
         dtype="auto", block_size=None, max_model_len=4096, gpu_memory_utilization=0.2,
         enforce_eager=True, log_dir=Path(tempfile.mkdtemp(prefix="bench-fleet-")),
     )  # fmt: skip

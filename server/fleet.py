@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,11 +48,11 @@ class FleetPlan:
 
     model: str
     served_model_name: str
-    replicas: int = 2
     host: str = "127.0.0.1"
     port: int = 8000
     router_port: int = 8100
-    first_replica_port: int = 8101
+    #: One loopback port per replica (their number is the number of replicas).
+    replica_ports: tuple[int, ...] = (8101, 8102)
     router_policy: str = "consistent_hash"
     #: Passed to every `vllm serve` replica (dtype, block size, memory...).
     engine_args: tuple[str, ...] = ()
@@ -64,7 +65,7 @@ class FleetPlan:
 
     @property
     def replica_urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{self.first_replica_port + i}" for i in range(self.replicas)]
+        return [f"http://127.0.0.1:{port}" for port in self.replica_ports]
 
     @property
     def router_url(self) -> str:
@@ -75,7 +76,7 @@ class FleetPlan:
         return [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", self.model, "--served-model-name", self.served_model_name,
-            "--host", "127.0.0.1", "--port", str(self.first_replica_port + index),
+            "--host", "127.0.0.1", "--port", str(self.replica_ports[index]),
             *self.engine_args,
         ]  # fmt: skip
 
@@ -104,6 +105,13 @@ class FleetPlan:
             "--host", self.host, "--port", str(self.port),
             *self.serve_args, *extra,
         ]  # fmt: skip
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (the OS's choice)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def find_router() -> str:
@@ -260,10 +268,13 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument("--served-model-name", help="model id (default: the folder's name)")
     parser.add_argument("--host", default="127.0.0.1", help="Ponder's address")
-    parser.add_argument("--port", type=int, default=8000, help="Ponder's port")
-    parser.add_argument("--router-port", type=int, default=8100)
+    parser.add_argument("--port", type=int, default=8000, help="Ponder's port (0: any free)")
+    parser.add_argument("--router-port", type=int, default=8100, help="0: any free port")
     parser.add_argument(
-        "--replica-port", type=int, default=8101, help="the first replica's port (then +1...)"
+        "--replica-port",
+        type=int,
+        default=8101,
+        help="the first replica's port, then +1... (0: any free ports)",
     )
     parser.add_argument(
         "--router-policy",
@@ -328,11 +339,13 @@ def plan_from(args: argparse.Namespace, serve_args: Sequence[str]) -> FleetPlan:
     return FleetPlan(
         model=model,
         served_model_name=name,
-        replicas=args.replicas,
         host=args.host,
-        port=args.port,
-        router_port=args.router_port,
-        first_replica_port=args.replica_port,
+        port=args.port or free_port(),
+        router_port=args.router_port or free_port(),
+        replica_ports=tuple(
+            args.replica_port + i if args.replica_port else free_port()
+            for i in range(args.replicas)
+        ),
         router_policy=args.router_policy,
         engine_args=tuple(engine),
         serve_args=tuple(serve_args),
@@ -355,7 +368,7 @@ def main(argv: Sequence[str]) -> int:
         fleet.start()
         for name, part in fleet.state().items():
             print(f"{name:10} {part['url']}  (log: {part['log']})", flush=True)
-        print(f"fleet up: Ponder at http://{args.host}:{args.port}; Ctrl-C stops it", flush=True)
+        print(f"fleet up: Ponder at {fleet.parts[-1].url}; Ctrl-C stops it", flush=True)
         while True:
             failed = fleet.failed_part()
             if failed is not None and failed.name in ("router", "ponder"):

@@ -20,7 +20,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.servers import REPO, free_port, wait_for
+from tests.servers import REPO, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -69,15 +69,10 @@ def _group_alive(pid: int) -> list[psutil.Process]:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory) -> Iterator[RunningFleet]:
     log_dir = tmp_path_factory.mktemp("fleet")
-    port, router, first = free_port(), free_port(), free_port()
-    second = free_port()
-    if second != first + 1:  # the replicas take consecutive ports from --replica-port
-        first = second = 0
-    first = first or 18101 + os.getpid() % 500 * 4
     command = [
         sys.executable, "-m", "server.cli", "fleet", "--replicas", "2",
         "--enforce-eager", "--dtype", "float32", "--max-model-len", "2048",
-        "--port", str(port), "--router-port", str(router), "--replica-port", str(first),
+        "--port", "0", "--router-port", "0", "--replica-port", "0",  # free ports
         "--log-dir", str(log_dir), "--startup-timeout-s", "600",
         "--", "--reward", "arithmetic",
     ]  # fmt: skip

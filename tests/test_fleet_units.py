@@ -147,9 +147,8 @@ def test_the_plan_wires_replicas_router_and_ponder() -> None:
     plan = FleetPlan(
         model="/m",
         served_model_name="smol",
-        replicas=3,
         router_port=9000,
-        first_replica_port=9001,
+        replica_ports=(9001, 9002, 9003),
         serve_args=tuple(serve),
         replica_cores=("0", "1", "2"),
         log_dir=Path("logs"),
