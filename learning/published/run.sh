@@ -31,6 +31,13 @@ greedy() {  # greedy OUT [LEVEL]: one greedy answer per evaluation problem
     --out "$WORK/$1"
 }
 
+bon8_learned() {  # bon8_learned OUT: best-of-8 with the learned PRM, level 1
+  "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 6 --no-progress \
+    --param max_new_tokens=256 \
+    --run "best_of_n n=8 selection=weighted reward=learned label=learned" \
+    --out "$WORK/$1"
+}
+
 case "${1:-}" in
 collect)  # training data: best-of-8 on problems disjoint from the evaluation set.
   # Two runs were made (both stopped early, when the time set aside ran out; they
@@ -87,10 +94,7 @@ round2)  # expert iteration, round 2: the round-1 policy's best-of-8 on all 100
   # policy trained from the base on the right samples of both rounds.
   serve --policy "$WORK/models/policy-ei1" --served-model-name policy-ei1 \
     --reward "learned=math-shepherd:$WORK/models/prm-v2"
-  "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 6 --no-progress \
-    --param max_new_tokens=256 \
-    --run "best_of_n n=8 selection=weighted reward=learned label=learned" \
-    --out "$WORK/eval-policy"
+  bon8_learned eval-policy
   greedy eval-policy-greedy-l2 2
   "$PONDER" learn collect --server "$URL" --dataset arithmetic --levels 1,2 --seed 9 \
     --limit 100 --samples 8 --param max_new_tokens=256 \
@@ -108,10 +112,7 @@ eval-round2)  # the round-2 policy: greedy on both levels
 eval-round2-bon8)  # the round-2 policy's best-of-8 with the learned PRM
   serve --policy "$WORK/models/policy-ei2" --served-model-name policy-ei2 \
     --reward "learned=math-shepherd:$WORK/models/prm-v2"
-  "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 6 --no-progress \
-    --param max_new_tokens=256 \
-    --run "best_of_n n=8 selection=weighted reward=learned label=learned" \
-    --out "$WORK/eval-ei2"
+  bon8_learned eval-ei2
   stop ;;
 eval-level2)  # the base policy on level 2: greedy, and best-of-8 under the learned PRM
   # and the verifier (same seeds, so the same samples; their ensemble is computed from
