@@ -4,7 +4,8 @@
 # rerun with the same folders. Run from the repository root after `make install`.
 #
 #   bash learning/published/run.sh collect|train|eval-base|eval-policy|report
-#   bash learning/published/run.sh round2|eval-round2|eval-round2-bon8|eval-level2|report   (second session)
+#   bash learning/published/run.sh round2|eval-round2|eval-round2-bon8|eval-level2|dpo|search-learned|report
+#                                         (the second session's stages)
 #
 # Sizes were chosen from measured rates on a 2-core CPU (docs/learning.md says which
 # and what each stage cost). WORK holds the data and models (large, not committed);
@@ -126,16 +127,37 @@ eval-level2)  # the base policy on level 2: greedy, and best-of-8 under the lear
       --out "$WORK/eval-level2"
   done
   stop ;;
+dpo)  # DPO from the base policy on the right/wrong pairs of the round-1 collections
+  # (the data round-1 SFT learnt from), measured greedy as SFT was
+  for run in collect-p95 collect-train; do
+    "$PONDER" learn export "$WORK/$run" --format dpo --out "$WORK/dpo-$run.jsonl" --overwrite
+  done
+  cat "$WORK"/dpo-collect-p95.jsonl "$WORK"/dpo-collect-train.jsonl >"$WORK/dpo-all.jsonl"
+  "$PONDER" learn train-policy "$WORK/dpo-all.jsonl" --method dpo \
+    --out "$WORK/models/policy-dpo" --epochs 2 --overwrite
+  serve --policy "$WORK/models/policy-dpo" --served-model-name policy-dpo
+  greedy eval-dpo-greedy-l1 1
+  stop ;;
+search-learned)  # DVTS and MCTS with the learned PRM on the base policy, at the budgets
+  # beam search was run at (the verifier's cells are the published sweep's)
+  serve --reward "learned=math-shepherd:$WORK/models/prm-v2"
+  "$PONDER" bench --server "$URL" "${EVAL[@]}" --concurrency 8 --no-progress \
+    --param max_new_tokens=256 \
+    --run "dvts n=8 beam_width=2 max_step_tokens=48 reward=learned budget.max_tokens=128,256 label=dvts/learned" \
+    --run "mcts simulations=64 expansion_width=2 wave_size=4 max_step_tokens=48 reward=learned budget.max_tokens=128,256 label=mcts/learned" \
+    --out "$WORK/eval-base"
+  stop ;;
 report)
   out=learning/published
   pub=clients/bench/published
   for run in eval-base eval-greedy-l1 eval-few-shot eval-policy eval-policy-greedy-l1 \
-      eval-policy-greedy-l2 eval-ei2-greedy-l1 eval-ei2-greedy-l2 eval-greedy-l2 eval-level2 eval-ei2; do
+      eval-policy-greedy-l2 eval-ei2-greedy-l1 eval-ei2-greedy-l2 eval-greedy-l2 eval-level2 eval-ei2 \
+      eval-dpo-greedy-l1; do
     [ -d "$WORK/$run" ] || continue
     mkdir -p "$out/$run"
     cp "$WORK/$run"/{results.jsonl,summary.csv,coverage.csv,commands.txt} "$out/$run/" 2>/dev/null || true
   done
-  for model in prm-v2 policy-ei1 policy-ei2; do
+  for model in prm-v2 policy-ei1 policy-ei2 policy-dpo; do
     [ -f "$WORK/models/$model/card.json" ] && cp "$WORK/models/$model/card.json" "$out/$model.card.json"
   done
   # The learned PRM + verifier ensemble (mean of the two sample scores), replayed from
@@ -182,5 +204,5 @@ report)
     "${l2[@]}" \
     --plot "$out/plot.png" --title "arithmetic level 1 (100 problems)" \
     | tee "$out/compare.md" ;;
-*) echo "usage: $0 collect|train|eval-base|eval-policy|round2|eval-round2|eval-round2-bon8|eval-level2|report" >&2; exit 2 ;;
+*) echo "usage: $0 collect|train|eval-base|eval-policy|round2|eval-round2|eval-round2-bon8|eval-level2|dpo|search-learned|report" >&2; exit 2 ;;
 esac
