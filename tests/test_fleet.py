@@ -72,6 +72,8 @@ def fleet(tmp_path_factory) -> Iterator[RunningFleet]:
     command = [
         sys.executable, "-m", "server.cli", "fleet", "--replicas", "2",
         "--enforce-eager", "--dtype", "float32", "--max-model-len", "2048",
+        # Small KV reservations: the suite's shared servers are up beside the fleet.
+        "--gpu-memory-utilization", "0.1",
         "--port", "0", "--router-port", "0", "--replica-port", "0",  # free ports
         "--log-dir", str(log_dir), "--startup-timeout-s", "600",
         "--", "--reward", "arithmetic",
