@@ -4,14 +4,16 @@ replica killed during a load.
 
     python benchmarks/bench_fleet.py --searches 16 --budget 256 [--json out.json]
 
-It starts the replicas once (`server.fleet`, the same parts `ponder fleet` starts) and,
-per mode, a router and a Ponder in front of them:
+It starts two replicas (`server.fleet`, the same parts `ponder fleet` starts, each on
+half the cores) and, per mode, a router and a Ponder in front of them; then one
+replica on all the cores for the last two modes:
 
 - `session`: the router's consistent_hash policy on Ponder's `X-Session-ID` header
   (what `ponder fleet` runs);
 - `cache_aware`: the router's own prefix-tree policy, no header;
 - `round_robin`: every call to the next replica;
-- `one replica`: Ponder straight to replica 0, no router.
+- `one replica`: one replica with all the cores, Ponder straight to it;
+- `one replica + router`: the same replica behind the router (the hop's cost).
 
 Each mode gets its own problems (the arithmetic generator, a seed per mode), so one
 mode's cached prefixes cannot serve another's. The prefix-cache share is read from
@@ -48,7 +50,9 @@ LOADS: dict[str, dict[str, Any]] = {
     "beam_search": {"n": 8, "beam_width": 2, "max_step_tokens": 48},
     "mcts": {"simulations": 64, "expansion_width": 2, "wave_size": 4, "max_step_tokens": 48},
 }
-MODES = ("session", "cache_aware", "round_robin", "one replica")
+#: Two replicas behind the router (three policies), then one replica with every core,
+#: straight and behind the router (the router hop's own cost).
+MODES = ("session", "cache_aware", "round_robin", "one replica", "one replica + router")
 
 
 @dataclass
@@ -119,15 +123,18 @@ def bodies_for(strategy: str, seed: int, count: int, budget: int) -> list[dict[s
 
 
 def measure_mode(fleet: Fleet, mode: str, seed: int, args: argparse.Namespace) -> list[LoadResult]:
-    plan = fleet.plan
-    urls = plan.replica_urls
+    """Start the mode's router (if any) and Ponder on `fleet`'s replicas, run each load,
+    stop them again (the replicas stay)."""
+    urls = fleet.plan.replica_urls
     parts = []
     if mode == "one replica":
         parts.append(fleet.start_ponder(policy_url=urls[0] + "/v1"))
-        urls = urls[:1]
     else:
-        parts.append(fleet.start_router("consistent_hash" if mode == "session" else mode))
-        header = [] if mode == "session" else ["--policy-session-header", ""]
+        policy = "cache_aware" if mode == "cache_aware" else "round_robin"
+        if mode in ("session", "one replica + router"):
+            policy = "consistent_hash"
+        parts.append(fleet.start_router(policy))
+        header = [] if policy == "consistent_hash" else ["--policy-session-header", ""]
         parts.append(fleet.start_ponder(extra=header))
     results = []
     try:
@@ -136,15 +143,9 @@ def measure_mode(fleet: Fleet, mode: str, seed: int, args: argparse.Namespace) -
             hits, queries = cache_counters(urls)
             wall, tokens, latencies = asyncio.run(run_load(parts[-1].url, bodies, args.timeout_s))
             hits2, queries2 = cache_counters(urls)
+            cached, queried = hits2 - hits, queries2 - queries
             result = LoadResult(
-                mode,
-                strategy,
-                len(bodies),
-                wall,
-                tokens,
-                latencies,
-                hits2 - hits,
-                queries2 - queries,
+                mode, strategy, len(bodies), wall, tokens, latencies, cached, queried
             )
             print(json.dumps(result.row()), flush=True)
             results.append(result)
@@ -196,6 +197,38 @@ def retries(ponder: str) -> int:
     return 0
 
 
+def fleet_of(replicas: int, port: int) -> Fleet:
+    """Replicas of the embedded model as `ponder fleet` would start them (cores split)."""
+    fleet_args = argparse.Namespace(
+        policy=None, served_model_name=None, replicas=replicas, host="127.0.0.1", port=port,
+        router_port=0, replica_port=0, router_policy="consistent_hash",
+        dtype="auto", block_size=None, max_model_len=4096, gpu_memory_utilization=0.2,
+        enforce_eager=True, log_dir=Path(tempfile.mkdtemp(prefix="bench-fleet-")),
+    )  # fmt: skip
+    plan: FleetPlan = plan_from(fleet_args, ["--reward", "arithmetic"])
+    print(f"{replicas} replicas on cores {plan.replica_cores or 'vLLM default'}; {plan.log_dir}")
+    return Fleet(plan)
+
+
+def failover(fleet: Fleet, args: argparse.Namespace) -> dict[str, int]:
+    fleet.start_router()
+    ponder = fleet.start_ponder()
+    victim = next(p for p in fleet.parts if p.name == "replica-1")
+    counts = asyncio.run(
+        failover_load(
+            ponder.url,
+            lambda: os.killpg(victim.process.pid, signal.SIGKILL),
+            args.failover_s,
+            concurrency=8,
+            budget=args.budget,
+            timeout_s=args.timeout_s,
+        )
+    )
+    counts["retried"] = retries(ponder.url)
+    print(json.dumps({"failover": counts}), flush=True)
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--searches", type=int, default=16, help="concurrent searches per load")
@@ -206,41 +239,22 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8600)
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
-    fleet_args = argparse.Namespace(
-        policy=None, served_model_name=None, replicas=2, host="127.0.0.1", port=args.port,
-        router_port=0, replica_port=0, router_policy="consistent_hash",
-        dtype="auto", block_size=None, max_model_len=4096, gpu_memory_utilization=0.2,
-        enforce_eager=True, log_dir=Path(tempfile.mkdtemp(prefix="bench-fleet-")),
-    )  # fmt: skip
-    plan: FleetPlan = plan_from(fleet_args, ["--reward", "arithmetic"])
-    print(f"replicas on cores {plan.replica_cores or 'vLLM default'}; logs {plan.log_dir}")
-    fleet = Fleet(plan)
-    report: dict[str, Any] = {"searches": args.searches, "budget": args.budget}
-    try:
-        fleet.start_replicas()
-        loads = []
-        for seed, mode in enumerate(args.modes.split(",")):
-            loads += measure_mode(fleet, mode, seed + 1, args)
-        report["loads"] = [r.row() for r in loads]
-        if args.failover_s:
-            fleet.start_router()
-            ponder = fleet.start_ponder()
-            victim = next(p for p in fleet.parts if p.name == "replica-1")
-            counts = asyncio.run(
-                failover_load(
-                    ponder.url,
-                    lambda: os.killpg(victim.process.pid, signal.SIGKILL),
-                    args.failover_s,
-                    concurrency=8,
-                    budget=args.budget,
-                    timeout_s=args.timeout_s,
-                )
-            )
-            counts["retried"] = retries(ponder.url)
-            report["failover"] = counts
-            print(json.dumps({"failover": counts}), flush=True)
-    finally:
-        fleet.stop()
+    modes = args.modes.split(",")
+    report: dict[str, Any] = {"searches": args.searches, "budget": args.budget, "loads": []}
+    for replicas in (2, 1):
+        mine = [m for m in modes if m.startswith("one replica") == (replicas == 1)]
+        if not mine and not (replicas == 2 and args.failover_s):
+            continue
+        fleet = fleet_of(replicas, args.port)
+        try:
+            fleet.start_replicas()
+            for mode in mine:
+                seed = MODES.index(mode) + 1
+                report["loads"] += [r.row() for r in measure_mode(fleet, mode, seed, args)]
+            if replicas == 2 and args.failover_s:
+                report["failover"] = failover(fleet, args)
+        finally:
+            fleet.stop()
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
 
