@@ -55,11 +55,12 @@ def _requests_served(replica_url: str) -> float:
 
 
 def _group_alive(pid: int) -> list[psutil.Process]:
-    """Processes still in the process group `pid` led (its engine children too)."""
+    """Processes still running in the process group `pid` led (its engine children
+    too); zombies are dead, waiting for init to reap them."""
     alive = []
     for process in psutil.process_iter(["pid"]):
         try:
-            if os.getpgid(process.pid) == pid:
+            if os.getpgid(process.pid) == pid and process.status() != psutil.STATUS_ZOMBIE:
                 alive.append(process)
         except (ProcessLookupError, psutil.NoSuchProcess):
             continue
@@ -133,7 +134,11 @@ def test_a_killed_replica_leaves_searches_answered(fleet: RunningFleet) -> None:
     assert _requests_served(survivor) > 0
 
     def router_saw_it() -> bool:
-        detail = httpx.get(fleet.ponder + "/health", timeout=30).json().get("detail") or ""
-        return detail.startswith("router: 1/2 policy replicas healthy; down:")
+        health = httpx.get(fleet.ponder + "/health", timeout=30)
+        detail = health.json().get("detail") or ""
+        # Still serving: 200, with the router's view of the dead replica.
+        return health.status_code == 200 and detail.startswith(
+            "router: 1/2 policy replicas healthy; down:"
+        )
 
     assert wait_for(router_saw_it, within_s=60)

@@ -110,10 +110,13 @@ def test_a_second_failure_or_a_timeout_is_a_clear_unavailable() -> None:
         _generate(_policy(gateway))
 
 
-def _health(workers: object, status: int = 200) -> Handler:
+def _health(workers: object, status: int = 200, health: int = 503) -> Handler:
+    """A router: /workers as given; /health fails (vLLM's router fails it as soon as
+    one replica is down) unless told otherwise."""
+
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/health":
-            return httpx.Response(200, text="ok")
+            return httpx.Response(health, text="Unhealthy servers: [...]")
         return httpx.Response(status, json={"workers": workers})
 
     return handler
@@ -129,9 +132,11 @@ def test_health_reports_the_router_view_of_its_replicas() -> None:
     )
     with pytest.raises(PolicyUnavailable, match="no healthy policy replica"):
         asyncio.run(_policy(_health([down])).check_health())
-    # A plain vllm serve has no /workers: nothing to add.
-    assert asyncio.run(_policy(_health(None, status=404)).check_health()) is None
-    assert asyncio.run(_policy(_health("garbage")).check_health()) is None
+    # A plain vllm serve has no /workers: its /health decides, with nothing to add.
+    assert asyncio.run(_policy(_health(None, status=404, health=200)).check_health()) is None
+    with pytest.raises(PolicyUnavailable, match="503"):
+        asyncio.run(_policy(_health(None, status=404)).check_health())
+    assert asyncio.run(_policy(_health("garbage", health=200)).check_health()) is None
 
 
 def test_cores_are_split_so_replicas_do_not_share_one() -> None:

@@ -133,11 +133,13 @@ class RemotePolicy:
         return generations
 
     async def check_health(self) -> str | None:
-        """The remote's /health; behind vLLM's router, also the router's view of its
-        replicas (unavailable when it sees none healthy; its /health says only that the
-        router runs)."""
-        await self._request("GET", f"{self._root}/health", expect_json=False)
-        return await self._router_view()
+        """The remote's /health; behind vLLM's router, the router's view of its
+        replicas instead: its /health fails as soon as one replica is down, while
+        the fleet still serves, so Ponder is unavailable only when none is healthy."""
+        view = await self._router_view()
+        if view is None:
+            await self._request("GET", f"{self._root}/health", expect_json=False)
+        return view
 
     async def _router_view(self) -> str | None:
         """`N/M replicas healthy` from vLLM's router's `/workers`; None from a server
