@@ -334,6 +334,15 @@ def plan_from(args: argparse.Namespace, serve_args: Sequence[str]) -> FleetPlan:
     ]  # fmt: skip
     if block_size:
         engine += ["--block-size", str(block_size)]
+    if not cuda:
+        # Ponder's requests carry seeds; a seeded request whose token is discarded after
+        # a chunked prefill rewinds its generator, which a CPU generator cannot do, and
+        # the engine dies (../shared/PLATFORM.md; the in-process engine turns it off
+        # the same way, server.policy.vllm_engine.engine_args).
+        engine += [
+            "--no-enable-chunked-prefill",
+            "--max-num-batched-tokens", str(max(args.max_model_len, 8192)),
+        ]  # fmt: skip
     if args.enforce_eager:
         engine.append("--enforce-eager")
     return FleetPlan(
