@@ -32,6 +32,10 @@ def vllm_server(embedded_model: Path, tmp_path_factory) -> Iterator[RunningServe
             "{port}",
             "--dtype",
             "float32",
+            # As docs/deployment.md says to start a CPU remote for seeded requests.
+            "--no-enable-chunked-prefill",
+            "--max-num-batched-tokens",
+            "8192",
             *ENGINE_FLAGS,
         ],
         log,
