@@ -121,7 +121,7 @@ eval-level2)  # the base policy on level 2: greedy, and best-of-8 under the lear
   serve --reward "learned=math-shepherd:$WORK/models/prm-v2" --reward "learned,arithmetic"
   greedy eval-greedy-l2 2
   for reward in learned arithmetic; do
-    "$PONDER" bench --server "$URL" --dataset arithmetic --levels 2 --limit 50 \
+    "$PONDER" bench --server "$URL" --dataset arithmetic --levels 2 --limit 25 \
       --concurrency 6 --no-progress --param max_new_tokens=256 \
       --run "best_of_n n=8 selection=weighted reward=$reward label=$reward" \
       --out "$WORK/eval-level2"
