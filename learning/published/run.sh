@@ -117,7 +117,7 @@ eval-round2-bon8)  # the round-2 policy's best-of-8 with the learned PRM
   stop ;;
 eval-level2)  # the base policy on level 2: greedy, and best-of-8 under the learned PRM
   # and the verifier (same seeds, so the same samples; their ensemble is computed from
-  # the two runs' sample scores by learning/published/ensemble.py)
+  # the two runs' sample scores by `ponder bench ensemble`, in the report stage)
   serve --reward "learned=math-shepherd:$WORK/models/prm-v2" --reward "learned,arithmetic"
   greedy eval-greedy-l2 2
   for reward in learned arithmetic; do
