@@ -175,6 +175,12 @@ report)
         --pair "$out/ensemble-l2:ensemble/weighted:n=8" "$out/eval-level2:arithmetic/weighted:n=8"
         --pair "$out/eval-policy-greedy-l2:greedy/majority:n=1" "$out/eval-greedy-l2:greedy/majority:n=1")
   fi
+  dpo=()
+  if [ -d "$out/eval-dpo-greedy-l1" ]; then
+    dpo=(--line "DPO policy, greedy=$out/eval-dpo-greedy-l1:greedy/majority"
+         --pair "$out/eval-dpo-greedy-l1:greedy/majority:n=1" "$out/eval-greedy-l1:greedy/majority:n=1"
+         --pair "$out/eval-dpo-greedy-l1:greedy/majority:n=1" "$out/eval-policy-greedy-l1:greedy/majority:n=1")
+  fi
   ei2=()
   if [ -d "$out/eval-ei2-greedy-l1" ]; then
     ei2=(--line "policy after round 2, greedy=$out/eval-ei2-greedy-l1:greedy/majority"
@@ -187,6 +193,8 @@ report)
     --line "base policy + learned PRM=$out/eval-base:learned/weighted" \
     --line "base policy + learned PRM and verifier (ensemble)=$out/ensemble-l1:ensemble/weighted" \
     --line "base policy + learned PRM, beam search=$out/eval-base:beam_search/learned" \
+    --line "base policy + learned PRM, DVTS=$out/eval-base:dvts/learned" \
+    --line "base policy + learned PRM, MCTS=$out/eval-base:mcts/learned" \
     --line "SFT policy + learned PRM=$out/eval-policy:learned/weighted" \
     --line "base policy, greedy=$out/eval-greedy-l1:greedy/majority" \
     --line "SFT policy, greedy=$out/eval-policy-greedy-l1:greedy/majority" \
@@ -198,10 +206,14 @@ report)
     --pair "$out/eval-base:learned/weighted:n=8" "$out/eval-base:learned/majority:n=8" \
     --pair "$out/eval-base:beam_search/learned:budget.max_tokens=128" "$out/eval-base:learned/weighted:n=1" \
     --pair "$out/eval-base:beam_search/learned:budget.max_tokens=256" "$out/eval-base:learned/weighted:n=2" \
+    --pair "$out/eval-base:dvts/learned:budget.max_tokens=128" "$out/eval-base:learned/weighted:n=1" \
+    --pair "$out/eval-base:dvts/learned:budget.max_tokens=256" "$out/eval-base:learned/weighted:n=2" \
+    --pair "$out/eval-base:mcts/learned:budget.max_tokens=128" "$out/eval-base:learned/weighted:n=1" \
+    --pair "$out/eval-base:mcts/learned:budget.max_tokens=256" "$out/eval-base:learned/weighted:n=2" \
     --pair "$out/eval-policy-greedy-l1:greedy/majority:n=1" "$out/eval-greedy-l1:greedy/majority:n=1" \
     --pair "$out/eval-policy:learned/weighted:n=8" "$out/eval-base:learned/weighted:n=8" \
     --pair "$out/eval-few-shot:greedy-few-shot/majority:n=1" "$out/eval-greedy-l1:greedy/majority:n=1" \
-    "${l2[@]}" \
+    "${l2[@]}" "${dpo[@]}" \
     --plot "$out/plot.png" --title "arithmetic level 1 (100 problems)" \
     | tee "$out/compare.md" ;;
 *) echo "usage: $0 collect|train|eval-base|eval-policy|round2|eval-round2|eval-round2-bon8|eval-level2|dpo|search-learned|report" >&2; exit 2 ;;
