@@ -93,6 +93,11 @@ def test_scores_are_the_weighted_mean_and_selection_replays_on_them() -> None:
     assert _pick(rows, "ens/weighted", "n=3")["answer"] == "7"
     assert _pick(rows, "ens/weighted", "n=3")["correct"] is False
     assert _pick(rows, "ens/weighted", "n=3")["usage"]["reward_tokens"] == 100
+    # A reward that reports no tokens (a verifier) still made its call.
+    free = _run("b", ANSWERS, SCORES["b"])
+    free[1]["usage"]["reward_tokens"] = 0
+    rows = ensemble_rows([Member(a, "a", 1.0), Member(free, "b", 1.0)], "ens")
+    assert _pick(rows, "ens/weighted", "n=3")["usage"]["reward_calls"] == 2
     # Weighting a 3:1: 5 -> 0.7, each 7 -> 0.35 / 0.375, summed 0.725: still 7 weighted,
     # but max-reward now picks the right sample.
     rows = ensemble_rows([Member(a, "a", 3.0), Member(b, "b", 1.0)], "ens")
