@@ -6,15 +6,26 @@ PRM score (or, with `rollout`, the score of a greedy rollout to a final answer),
 that value is backed up as a running mean to the root. Priors P are the policy's own
 preference among siblings (softmax of mean token log-probability) or uniform.
 
-To keep the engine busy, simulations run in waves of up to `wave_size` DISTINCT
-leaves selected with virtual loss (a selected path counts as visited with value 0
-until the wave returns, so the next selection in the wave looks elsewhere); a wave's
-expansions go to the engine in ONE call and its new nodes to the PRM in ONE call.
-A selection that lands on a leaf already chosen in the wave takes no slot; after
-`wave_size` such collisions the wave closes with the leaves it has (the first wave
-is the root alone), so no simulation is ever spent twice on one leaf.
+To keep the engine busy, simulations run in waves of `wave_size` selections made
+with virtual loss (a selected path counts as visited with value 0 until the wave
+returns, so the next selection in the wave looks elsewhere); a wave's expansions go
+to the engine in ONE call and its new nodes to the PRM in ONE call. What a selection
+that lands on an open leaf already chosen in the wave does is `repeat_selection`:
 
-A simulation is one leaf evaluated: an open leaf expanded or, when PUCT reaches a
+- `widen` (the default): PUCT still says that leaf is the best place to spend, so it
+  gets another `expansion_width` children, sampled in the same call (the prompt is
+  sampled k·width ways, so every child is a fresh sample even under a seed). The
+  first wave, where the root is the only leaf, is then `wave_size` expansions of the
+  root instead of one: a full batch from the start (the speed issue: waves of a
+  handful of sequences cost 2x per token on a CPU).
+- `skip`: it takes no slot; after `wave_size` such collisions the wave closes with
+  the distinct leaves it has (the first wave is the root alone).
+
+A finished leaf selected again takes no slot either way (its score backs up once per
+wave).
+
+A simulation is one leaf evaluated: one expansion (`expansion_width` children) of an
+open leaf or, when PUCT reaches a
 finished solution, that solution's score backed up again (which is how visits come
 to concentrate on good answers; counting it keeps a solved tree from searching
 forever). Until a finished leaf is selected, `simulations` is exactly the number of
@@ -54,7 +65,12 @@ class MCTSParams(StepSearchParams):
     )
     expansion_width: int = Field(3, ge=1, description="Children sampled per expansion.")
     wave_size: int = Field(
-        4, ge=1, description="Most distinct leaves per batched wave (virtual loss)."
+        4, ge=1, description="Most selections (expansions) per batched wave (virtual loss)."
+    )
+    repeat_selection: Literal["widen", "skip"] = Field(
+        "widen",
+        description="An open leaf selected again within a wave: widen (another "
+        "expansion_width children in the same call) or skip (the wave may close smaller).",
     )
     c_puct: float = Field(1.5, gt=0, le=100, description="Exploration weight.")
     prior: Literal["policy", "uniform"] = Field(
@@ -140,20 +156,25 @@ def backup(node: StepNode, stats: SearchStats, value: float) -> None:
         current = current.parent
 
 
-def select_wave(root: StepNode, stats: SearchStats, c_puct: float, size: int) -> list[StepNode]:
-    """Up to `size` distinct leaves, chosen with virtual loss.
+def select_wave(
+    root: StepNode, stats: SearchStats, c_puct: float, size: int, widen: bool = False
+) -> list[StepNode]:
+    """Up to `size` leaves, chosen with virtual loss.
 
     A selection that lands on a leaf already chosen (a collision) adds its virtual
-    loss but takes no slot; after `size` collisions the tree has no other leaf to
-    offer until this wave is backed up (at the start, only the root), and the wave
-    closes with fewer leaves rather than spending a simulation twice on one.
+    loss. With `widen`, an open leaf is listed again (one more expansion of it in the
+    same call: `StepTree.expand` samples a listed-k-times prompt k·width ways);
+    otherwise, and always for a finished leaf, the collision takes no slot, and after
+    `size` of them the tree has no other leaf to offer until this wave is backed up
+    (at the start, only the root), so the wave closes with fewer leaves rather than
+    backing one solution up twice.
     """
     chosen: list[StepNode] = []
     virtual: list[StepNode] = []
     collisions = 0
     while len(chosen) < size and collisions < size:
         leaf = select_leaf(root, stats, c_puct)
-        if leaf in chosen:
+        if leaf in chosen and (leaf.terminal or not widen):
             collisions += 1
         else:
             chosen.append(leaf)
@@ -199,7 +220,9 @@ async def mcts(ctx: SearchContext, params: MCTSParams) -> SearchResult:
     try:
         while simulations < params.simulations:
             size = min(params.wave_size, params.simulations - simulations)
-            leaves = select_wave(tree.root, stats, params.c_puct, size)
+            leaves = select_wave(
+                tree.root, stats, params.c_puct, size, params.repeat_selection == "widen"
+            )
             simulations += await _run_wave(
                 problem, params, policy, reward, budget, tree, stats, leaves
             )
@@ -242,10 +265,11 @@ async def _run_wave(
     stats: SearchStats,
     leaves: list[StepNode],
 ) -> int:
-    """Expand the wave's open leaves (one engine call), value them (one reward call),
-    back up; finished leaves back up their score again.
+    """Expand the wave's open leaves (one engine call; a leaf listed k times is
+    expanded k times), value them (one reward call), back up; finished leaves back up
+    their score again.
 
-    Returns the simulations done: leaves expanded (the budget may drop some) plus
+    Returns the simulations done: expansions (the budget may drop some) plus
     finished leaves backed up; at least one, or `BudgetExhausted` is raised.
     """
     children = await tree.expand(
@@ -256,8 +280,8 @@ async def _run_wave(
         params,
     )
     new = [child for kids in children for child in kids]
-    for kids in children:
-        set_priors(kids, stats, params.prior)
+    for parent in {leaf.id: leaf for leaf in leaves if not leaf.terminal}.values():
+        set_priors(parent.children, stats, params.prior)  # every copy's children are siblings
     if new:
         extensions = None
         if params.rollout:

@@ -121,10 +121,16 @@ def test_beam_search_still_stops_once_n_paths_have_finished():
 
 
 @pytest.mark.parametrize(("simulations", "first_waves"), [(4, [1, 3]), (16, [1, 3, 4])])
-def test_mcts_simulations_are_expansions_of_distinct_leaves(simulations, first_waves):
+def test_mcts_skip_simulations_are_expansions_of_distinct_leaves(simulations, first_waves):
     """A solution that never ends, so every simulation expands an open leaf."""
     policy = ScriptedPolicy(["step" + D])
-    params = MCTSParams(simulations=simulations, wave_size=4, expansion_width=3, max_steps=64)
+    params = MCTSParams(
+        simulations=simulations,
+        wave_size=4,
+        expansion_width=3,
+        max_steps=64,
+        repeat_selection="skip",
+    )
     result = run_search(mcts, params, policy, TableReward({}))
     waves = [prompts for prompts, p in policy.calls if p.n == 3]
     assert sum(waves) == simulations
@@ -136,6 +142,27 @@ def test_mcts_simulations_are_expansions_of_distinct_leaves(simulations, first_w
     # No leaf was expanded twice (a duplicate would have 6 children).
     assert sorted(set(children.values()) - {1}) == [3]
     assert sum(1 for count in children.values() if count == 3) == simulations
+
+
+@pytest.mark.parametrize("simulations", [4, 16])
+def test_mcts_widen_fills_every_wave_and_still_counts_expansions(simulations):
+    """`widen` (the default): the first wave is `wave_size` expansions of the root in
+    ONE call, not one; every simulation is still one expansion of `expansion_width`."""
+    policy = ScriptedPolicy(["step" + D])
+    params = MCTSParams(simulations=simulations, wave_size=4, expansion_width=3, max_steps=64)
+    result = run_search(mcts, params, policy, TableReward({}))
+    expansions = [(prompts, p.n // 3) for prompts, p in policy.calls if p.n % 3 == 0]
+    assert expansions[0] == (1, 4)  # the root, sampled 4 x 3 ways in one call
+    assert sum(prompts * copies for prompts, copies in expansions) == simulations
+    children: dict[int, int] = {}
+    for node in result.trace[1:]:
+        children[node.parent] = children.get(node.parent, 0) + 1
+    assert children[0] == 12
+    expanded = [count for count in children.values() if count != 1]  # 1: the final completion
+    assert all(count % 3 == 0 for count in expanded)
+    assert sum(count // 3 for count in expanded) == simulations
+    # Every wave after the first is full: 4 expansions (12 samples) per wave.
+    assert sum(prompts * copies for prompts, copies in expansions[1:]) == simulations - 4
 
 
 # -- 5. the step that reaches max_steps runs to the end of the solution --------------

@@ -8,6 +8,7 @@ beam search with enough beams and MCTS with enough simulations do not.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -119,18 +120,23 @@ def root_visit_share(result, first_step: str) -> float:
     return sum(n.visits for n in child) / root.visits
 
 
-def test_mcts_finds_the_best_leaf_and_concentrates_visits():
+@pytest.mark.parametrize("repeat", ["widen", "skip"])
+def test_mcts_finds_the_best_leaf_and_concentrates_visits(repeat):
     shares = []
     for simulations in (6, 24, 60):
         policy, reward = TreePolicy(TRAP_TREE), TableReward(TRAP_REWARDS)
-        result = run(
-            mcts,
-            MCTSParams(simulations=simulations, expansion_width=3, wave_size=2, prior="uniform"),
-            policy,
-            reward,
+        params = MCTSParams(
+            simulations=simulations,
+            expansion_width=3,
+            wave_size=2,
+            prior="uniform",
+            repeat_selection=repeat,
         )
+        result = run(mcts, params, policy, reward)
         shares.append(root_visit_share(result, "B" + D))
-        assert all(p.n == 3 for _, p in policy.calls)  # expansion_width per leaf
+        # expansion_width per leaf; `widen` samples a leaf chosen twice 2 x 3 ways
+        sampled = {p.n for _, p in policy.calls if p.temperature > 0}  # not the final greedy one
+        assert sampled <= ({3} if repeat == "skip" else {3, 6})
     assert result.answer == "7"
     assert chosen_path(result) == ["B" + D, "B2" + D, "\\boxed{7}"]
     assert shares[0] < shares[1] < shares[2] and shares[2] > 0.5
@@ -242,10 +248,14 @@ DEADLINE_STRATEGIES = {
 }
 
 
-def run_to_deadline(name: str, policy) -> SearchResult:
+def run_to_deadline(name: str, policy, **overrides: Any) -> SearchResult:
     strategy, model, base = DEADLINE_STRATEGIES[name]
     result = run(
-        strategy, model(**base), policy, TableReward(TRAP_REWARDS), BudgetLimits(time_limit_s=0.5)
+        strategy,
+        model(**base, **overrides),
+        policy,
+        TableReward(TRAP_REWARDS),
+        BudgetLimits(time_limit_s=0.5),
     )
     assert result.stopped_reason is StopReason.DEADLINE
     return result
@@ -276,8 +286,11 @@ def test_deadline_returns_what_was_found(name):
 
 
 def test_mcts_deadline_after_the_best_leaf_returns_it():
-    """Three waves (one engine call each) find \\boxed{7}; the deadline cuts the fourth."""
-    result = run_to_deadline("mcts", StallingPolicy(TreePolicy(TRAP_TREE), 3))
+    """Three waves (one engine call each: `skip` keeps each leaf's expansion width one
+    call's `n`) find \\boxed{7}; the deadline cuts the fourth."""
+    result = run_to_deadline(
+        "mcts", StallingPolicy(TreePolicy(TRAP_TREE), 3), repeat_selection="skip"
+    )
     assert result.answer == "7"
     assert chosen_path(result) == ["B" + D, "B2" + D, "\\boxed{7}"]
     assert all(c.answer is not None for c in result.candidates)
