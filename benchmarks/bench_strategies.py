@@ -10,7 +10,12 @@ CPU or a GPU).
 
     ponder serve --enforce-eager --block-size 32 --reward arithmetic --port 8123 &
     python benchmarks/bench_strategies.py --server http://127.0.0.1:8123 \
-        --problems 6 --budget 512 [--top-p 1.0] [--json out.json]
+        --problems 6 --budget 512 [--top-p 1.0] [--json out.json] \
+        [--variant "mcts/skip repeat_selection=skip" ...]
+
+A `--variant` adds a row: LABEL (STRATEGY/NAME) then key=value overrides of that
+strategy's settings (values parsed as JSON where they parse, else strings), run
+beside the defaults on the same problems and seeds.
 
 Strategies alternate within each problem (best-of-N first), so machine noise hits
 all alike. The sizes are the published sweep's (clients/bench/grids/
@@ -77,12 +82,33 @@ def solve(client: httpx.Client, body: dict[str, Any]) -> tuple[float, dict[str, 
     return seconds, response.json()["usage"]
 
 
+def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
+    """`"mcts/skip repeat_selection=skip"` -> ("mcts/skip", mcts's settings overridden)."""
+    label, *pairs = spec.split()
+    strategy = label.split("/", 1)[0]
+    if strategy not in SETTINGS:
+        sys.exit(f"--variant {spec!r}: unknown strategy {strategy!r}")
+    settings = {**SETTINGS[strategy], "strategy": strategy}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            sys.exit(f"--variant {spec!r}: {pair!r} is not key=value")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
+    return label, settings
+
+
 def measure(args: argparse.Namespace) -> dict[str, Totals]:
     problems = load_dataset("arithmetic", Subset(limit=args.problems, levels=(1,)))
     names = [BASELINE] + [name for name in STRATEGIES if name != BASELINE]
     missing = [name for name in names if name not in SETTINGS]
     if missing:
         sys.exit(f"no settings for {missing}: add them to SETTINGS")
+    rows = {name: {**SETTINGS[name], "strategy": name} for name in names}
+    rows.update(parse_variant(spec) for spec in args.variant)
+    names = list(rows)
     totals = {name: Totals() for name in names}
     ratios: dict[str, list[float]] = {name: [] for name in names}
     with httpx.Client(base_url=args.server, timeout=args.timeout) as client:
@@ -91,12 +117,11 @@ def measure(args: argparse.Namespace) -> dict[str, Totals]:
             for name in names:
                 body = {
                     "question": problem.question,
-                    "strategy": name,
                     "seed": args.seed + index,
                     "top_p": args.top_p,
                     "max_new_tokens": args.budget,
                     "budget": {"max_tokens": args.budget},
-                    **SETTINGS[name],
+                    **rows[name],
                 }
                 seconds, usage = solve(client, body)
                 totals[name].add(seconds, usage)
@@ -141,6 +166,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="request seed of the first problem")
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--json", help="also write the raw figures here")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help='another row: "LABEL key=value ...", LABEL = STRATEGY or STRATEGY/NAME',
+    )
     args = parser.parse_args()
     totals = measure(args)
     print(table(totals, args))

@@ -24,7 +24,7 @@ from clients.bench.datasets import (
     parse_levels,
 )
 from clients.bench.grid import Cell, expand, load_grid_file, parse_params, parse_run
-from clients.bench.report import markdown_table, write_report
+from clients.bench.report import markdown_table, summarize, write_report
 from clients.bench.store import RESULTS_NAME, ResultsFile, Row, read_rows, results_path
 from clients.bench.sweep import SweepOptions, rows_for, run_sweep
 
@@ -350,6 +350,33 @@ def fit_auto(argv: list[str]) -> int:
     return 0
 
 
+def efficiency(argv: list[str]) -> int:
+    from clients.bench.efficiency import DEFAULT_REFERENCE, by_level, matches, matches_table
+
+    parser = argparse.ArgumentParser(
+        prog="ponder bench efficiency",
+        description="The compute each line needs to match a reference line's best "
+        "accuracy (Snell et al.'s compute saving), and with --by-level the accuracy of "
+        "every cell per difficulty level.",
+    )
+    parser.add_argument("results", type=Path, help="a results folder or results.jsonl")
+    parser.add_argument(
+        "--reference", default=DEFAULT_REFERENCE, help=f"the line to match ({DEFAULT_REFERENCE})"
+    )
+    parser.add_argument("--by-level", action="store_true", help="also a per-level table")
+    args = parser.parse_args(argv)
+    try:
+        rows = read_rows(results_path(args.results))
+        target, found = matches(summarize(rows), args.reference)
+        print(matches_table(target, found))
+        if args.by_level:
+            print("\n" + by_level(rows))
+    except (ValueError, OSError) as error:
+        print(f"ponder bench efficiency: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def ensemble(argv: list[str]) -> int:
     from clients.bench.ensemble import EnsembleError, Member, ensemble_rows, write_rows
 
@@ -400,4 +427,6 @@ def main(argv: list[str] | None = None) -> int:
         return fit_auto(argv[1:])
     if argv and argv[0] == "ensemble":
         return ensemble(argv[1:])
+    if argv and argv[0] == "efficiency":
+        return efficiency(argv[1:])
     return run(argv)

@@ -1,0 +1,111 @@
+"""`ponder bench efficiency`: how much compute each strategy needs to match a
+reference's best accuracy (Snell et al. 2024's "4x less compute than best-of-N"), and
+accuracy per difficulty level.
+
+The reference (by default `best_of_n/weighted`) is read at its most accurate point
+(ties: the cheaper). For every other line, the cheapest point (mean generated tokens
+per problem) at or above that accuracy is the compute it needs; the ratio reference
+tokens / those tokens is the saving (above 1: cheaper than the reference). A line that
+never gets there says so, with its own best. Points are the bench's summary cells, so
+the ratio is only as firm as the accuracies behind it: the table carries each
+point's Wilson interval.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from clients.bench.report import SummaryRow, summarize, wilson_interval
+from clients.bench.store import Row
+
+DEFAULT_REFERENCE = "best_of_n/weighted"
+
+
+@dataclass(frozen=True)
+class Match:
+    """One line against the reference's best point."""
+
+    label: str
+    #: The line's cheapest point reaching the target, or None when none does.
+    point: SummaryRow | None
+    #: The line's most accurate point (what it reaches instead).
+    best: SummaryRow
+
+    def saving(self, reference: SummaryRow) -> float | None:
+        """Reference tokens / this line's tokens at the target accuracy."""
+        if self.point is None or self.point.mean_generated_tokens <= 0:
+            return None
+        return reference.mean_generated_tokens / self.point.mean_generated_tokens
+
+
+def best_point(points: Iterable[SummaryRow]) -> SummaryRow:
+    """The most accurate point; among equals, the one that generated fewest tokens."""
+    return max(points, key=lambda s: (s.accuracy, -s.mean_generated_tokens))
+
+
+def matches(summary: list[SummaryRow], reference: str) -> tuple[SummaryRow, list[Match]]:
+    """The reference's best point, and every other line's match against it."""
+    lines: dict[str, list[SummaryRow]] = defaultdict(list)
+    for row in summary:
+        lines[row.label].append(row)
+    if reference not in lines:
+        known = ", ".join(sorted(lines)) or "none"
+        raise ValueError(f"no line {reference!r} in the results (lines: {known})")
+    target = best_point(lines.pop(reference))
+    found = []
+    for label, points in sorted(lines.items()):
+        reaching = [p for p in points if p.accuracy >= target.accuracy]
+        cheapest = min(reaching, key=lambda p: p.mean_generated_tokens, default=None)
+        found.append(Match(label, cheapest, best_point(points)))
+    return target, found
+
+
+def matches_table(target: SummaryRow, found: list[Match]) -> str:
+    lines = [
+        f"reference {target.label} at its best: {_point(target)}",
+        "",
+        "| strategy | cheapest point at or above it | compute saving | its own best |",
+        "|---|---|---|---|",
+    ]
+    for match in found:
+        saving = match.saving(target)
+        lines.append(
+            f"| {match.label} | {_point(match.point) if match.point else 'never'} "
+            f"| {f'{saving:.2f}x' if saving is not None else '-'} | {_point(match.best)} |"
+        )
+    return "\n".join(lines)
+
+
+def _point(row: SummaryRow) -> str:
+    return (
+        f"{row.accuracy:.2f} ({row.ci95_low:.2f}-{row.ci95_high:.2f}) at "
+        f"{row.mean_generated_tokens:.0f} tok ({row.setting})"
+    )
+
+
+def by_level(rows: list[Row]) -> str:
+    """Accuracy (95 % Wilson interval, problems) of every cell per difficulty level."""
+    levels: list[int] = sorted({row["level"] for row in rows if row.get("level") is not None})
+    if not levels:
+        raise ValueError("no row carries a level (only leveled datasets can be split)")
+    cells: dict[tuple[str, str], dict[int, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row.get("level") is not None:
+            cells[(row["label"], row["setting"])][row["level"]].append(bool(row["correct"]))
+    tokens = {(s.label, s.setting): s.mean_generated_tokens for s in summarize(rows)}
+    header = " | ".join(f"level {level}" for level in levels)
+    lines = [
+        f"| strategy | setting | mean tokens | {header} |",
+        "|---|---|---|" + "---|" * len(levels),
+    ]
+    for key in sorted(cells, key=lambda k: (k[0], tokens[k])):
+        parts = []
+        for level in levels:
+            marks = cells[key].get(level, [])
+            low, high = wilson_interval(sum(marks), len(marks))
+            share = sum(marks) / len(marks) if marks else 0.0
+            parts.append(f"{share:.2f} ({low:.2f}-{high:.2f}, {len(marks)})")
+        lines.append(f"| {key[0]} | {key[1]} | {tokens[key]:.0f} | {' | '.join(parts)} |")
+    return "\n".join(lines)
