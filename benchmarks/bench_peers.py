@@ -124,7 +124,7 @@ def _its_hub_runner(job: dict[str, Any]) -> Any:
         api_key="none",
         model_name=job["model"],
         system_prompt=job["system_prompt"],
-        max_tokens=job["max_tokens"],
+        max_completion_tokens=job["max_tokens"],
         temperature=job["temperature"],
     )
     algorithm = SelfConsistency(create_regex_projection_function(BOXED_PATTERN))
@@ -160,9 +160,14 @@ class _SamplingCompletions:
 
 
 def _optillm_runner(job: dict[str, Any]) -> Any:
+    import logging
+
     from openai import OpenAI
     from optillm.self_consistency import AdvancedSelfConsistency
 
+    # Importing optillm sets INFO logging, and httpx then logs every sample's request.
+    for name in ("httpx", "httpx2"):  # openai's HTTP client (httpx2 from openai 3 on)
+        logging.getLogger(name).setLevel(logging.WARNING)
     openai_client = OpenAI(base_url=job["base_url"], api_key="none", timeout=job["timeout"])
     overrides = {"temperature": job["temperature"], "top_p": job["top_p"]}
     if job["optillm_native"]:
