@@ -8,8 +8,11 @@ import json
 import pytest
 
 from clients.bench.cli import main as bench_main
-from clients.bench.efficiency import by_level, matches
+from clients.bench.datasets import BenchProblem
+from clients.bench.efficiency import auto_choices, by_level, matches
+from clients.bench.grid import expand, parse_run
 from clients.bench.report import summarize
+from clients.bench.sweep import Solved, rows_for
 
 
 def _rows(label: str, setting: str, tokens: int, correct: list[bool], level: int = 1) -> list:
@@ -84,3 +87,33 @@ def test_the_cli_prints_both_tables(tmp_path, capsys) -> None:
     assert "level 1" in out
     assert bench_main(["efficiency", str(tmp_path), "--reference", "nope"]) == 2
     assert "no line 'nope'" in capsys.readouterr().err
+
+
+def _auto_body(difficulty: str, chosen: str | None, answer: str) -> dict:
+    return {
+        "answer": answer,
+        "answer_text": f"\\boxed{{{answer}}}",
+        "candidates": [],
+        "usage": {"prompt_tokens": 10, "generated_tokens": 90, "reward_calls": 1},
+        "timing": {"total_s": 0.1, "search_s": 0.1},
+        "stopped_reason": "token_budget",
+        "search": {"auto": {"difficulty": difficulty, "chosen_strategy": chosen, "params": {}}},
+    }
+
+
+def test_bench_rows_record_what_auto_chose_and_efficiency_counts_it() -> None:
+    cell, _ = expand([parse_run("auto budget.max_tokens=128,256")])
+    rows = []
+    for index, (difficulty, chosen, answer) in enumerate(
+        [("hard", "mcts", "12"), ("hard", "mcts", "5"), ("easy", None, "12")]
+    ):
+        problem = BenchProblem("toy", f"toy-{index}", "3 bags of 4?", "12", "numeric")
+        body = _auto_body(difficulty, chosen, answer)
+        rows += rows_for(problem, cell, Solved(body, 0.1, 1), "toy")
+    assert rows[0]["auto"] == {"difficulty": "hard", "chosen": "mcts"}
+    table = auto_choices(rows)
+    assert table is not None
+    assert "| budget.max_tokens=128 | easy | the probe's pick | 1 | 1.00 |" in table
+    assert "| budget.max_tokens=128 | hard | mcts | 2 | 0.50 |" in table
+    # A fixed strategy's rows record nothing, and a file of them has no table.
+    assert auto_choices([{**row, "auto": None} for row in rows]) is None

@@ -351,13 +351,19 @@ def fit_auto(argv: list[str]) -> int:
 
 
 def efficiency(argv: list[str]) -> int:
-    from clients.bench.efficiency import DEFAULT_REFERENCE, by_level, matches, matches_table
+    from clients.bench.efficiency import (
+        DEFAULT_REFERENCE,
+        auto_choices,
+        by_level,
+        matches,
+        matches_table,
+    )
 
     parser = argparse.ArgumentParser(
         prog="ponder bench efficiency",
         description="The compute each line needs to match a reference line's best "
-        "accuracy (Snell et al.'s compute saving), and with --by-level the accuracy of "
-        "every cell per difficulty level.",
+        "accuracy (Snell et al.'s compute saving), with --by-level the accuracy of "
+        "every cell per difficulty level, and what auto chose (when rows record it).",
     )
     parser.add_argument("results", type=Path, help="a results folder or results.jsonl")
     parser.add_argument(
@@ -371,6 +377,9 @@ def efficiency(argv: list[str]) -> int:
         print(matches_table(target, found))
         if args.by_level:
             print("\n" + by_level(rows))
+        choices = auto_choices(rows)
+        if choices:
+            print("\nwhat auto chose:\n\n" + choices)
     except (ValueError, OSError) as error:
         print(f"ponder bench efficiency: {error}", file=sys.stderr)
         return 2

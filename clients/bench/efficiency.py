@@ -1,6 +1,6 @@
 """`ponder bench efficiency`: how much compute each strategy needs to match a
-reference's best accuracy (Snell et al. 2024's "4x less compute than best-of-N"), and
-accuracy per difficulty level.
+reference's best accuracy (Snell et al. 2024's "4x less compute than best-of-N"),
+accuracy per difficulty level, and what `auto` chose.
 
 The reference (by default `best_of_n/weighted`) is read at its most accurate point
 (ties: the cheaper). For every other line, the cheapest point (mean generated tokens
@@ -108,4 +108,24 @@ def by_level(rows: list[Row]) -> str:
             share = sum(marks) / len(marks) if marks else 0.0
             parts.append(f"{share:.2f} ({low:.2f}-{high:.2f}, {len(marks)})")
         lines.append(f"| {key[0]} | {key[1]} | {tokens[key]:.0f} | {' | '.join(parts)} |")
+    return "\n".join(lines)
+
+
+def auto_choices(rows: list[Row]) -> str | None:
+    """Per `auto` cell: how often each (difficulty bin, chosen strategy) came up and
+    how accurate it was; None when no row records a choice (older results, or no
+    `auto` line)."""
+    groups: dict[tuple[str, str, str], list[bool]] = defaultdict(list)
+    for row in rows:
+        decision = row.get("auto")
+        if decision:
+            chosen = decision.get("chosen") or "the probe's pick"
+            key = (row["setting"], str(decision.get("difficulty")), chosen)
+            groups[key].append(bool(row["correct"]))
+    if not groups:
+        return None
+    lines = ["| setting | difficulty | chosen | problems | accuracy |", "|---|---|---|---|---|"]
+    for (setting, difficulty, chosen), marks in sorted(groups.items()):
+        share = sum(marks) / len(marks)
+        lines.append(f"| {setting} | {difficulty} | {chosen} | {len(marks)} | {share:.2f} |")
     return "\n".join(lines)

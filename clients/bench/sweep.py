@@ -79,7 +79,17 @@ def request_row(problem: BenchProblem, cell: Cell, solved: Solved, model: str) -
         "latency_s": round(solved.latency_s, 3),
         "server_s": body["timing"]["total_s"],
         "attempts": solved.attempts,
+        **_decision(body),
     }
+
+
+def _decision(body: dict[str, Any]) -> Row:
+    """What `auto` chose for this problem (its bin and strategy), so a sweep can say
+    how often each choice was made; nothing for the fixed strategies."""
+    auto = (body.get("search") or {}).get("auto")
+    if not auto:
+        return {}
+    return {"auto": {"difficulty": auto.get("difficulty"), "chosen": auto.get("chosen_strategy")}}
 
 
 def rows_for(
