@@ -95,6 +95,9 @@ def test_report_command_rebuilds_from_a_results_file(tmp_path: Path, capsys) -> 
     assert "| arithmetic | beam_search | budget.max_tokens=1024 | 1.00" in capsys.readouterr().out
     assert (tmp_path / "again" / "plot.png").exists()
     assert bench_main(["report", str(tmp_path / "missing.jsonl")]) == 2
+    # Its folder works too (as for compare, ensemble and efficiency): outputs beside it.
+    assert bench_main(["report", str(tmp_path)]) == 0
+    assert (tmp_path / "summary.csv").exists() and (tmp_path / "plot.png").exists()
 
 
 def test_ponder_bench_is_a_subcommand_of_ponder(capsys) -> None:

@@ -235,14 +235,17 @@ def report(argv: list[str]) -> int:
         description="Rebuild summary.csv, coverage.csv, unparseable.csv and plot.png from a "
         "results file.",
     )
-    parser.add_argument("results", type=Path, help=RESULTS_NAME + " of a bench run")
+    parser.add_argument(
+        "results", type=Path, help=RESULTS_NAME + " of a bench run, or its folder"
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: the file's folder)")
     args = parser.parse_args(argv)
-    rows = read_rows(args.results)
+    results = results_path(args.results)
+    rows = read_rows(results)
     if not rows:
-        print(f"ponder bench report: no rows in {args.results}", file=sys.stderr)
+        print(f"ponder bench report: no rows in {results}", file=sys.stderr)
         return 2
-    out = args.out or args.results.parent
+    out = args.out or results.parent
     print_report(rows, out)
     print(f"outputs in {out}/: summary.csv coverage.csv unparseable.csv plot.png plot.json")
     return 0
