@@ -235,9 +235,7 @@ def report(argv: list[str]) -> int:
         description="Rebuild summary.csv, coverage.csv, unparseable.csv and plot.png from a "
         "results file.",
     )
-    parser.add_argument(
-        "results", type=Path, help=RESULTS_NAME + " of a bench run, or its folder"
-    )
+    parser.add_argument("results", type=Path, help=RESULTS_NAME + " of a bench run, or its folder")
     parser.add_argument("--out", type=Path, help="output folder (default: the file's folder)")
     args = parser.parse_args(argv)
     results = results_path(args.results)
