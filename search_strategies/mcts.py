@@ -25,11 +25,10 @@ A finished leaf selected again takes no slot either way (its score backs up once
 wave).
 
 A simulation is one leaf evaluated: one expansion (`expansion_width` children) of an
-open leaf or, when PUCT reaches a
-finished solution, that solution's score backed up again (which is how visits come
-to concentrate on good answers; counting it keeps a solved tree from searching
-forever). Until a finished leaf is selected, `simulations` is exactly the number of
-expansions.
+open leaf or, when PUCT reaches a finished solution, that solution's score backed up
+again (which is how visits come to concentrate on good answers; counting it keeps a
+solved tree from searching forever). Until a finished leaf is selected, `simulations`
+is exactly the number of expansions.
 """
 
 from __future__ import annotations

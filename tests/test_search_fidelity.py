@@ -145,7 +145,7 @@ def test_mcts_skip_simulations_are_expansions_of_distinct_leaves(simulations, fi
 
 
 @pytest.mark.parametrize("simulations", [4, 16])
-def test_mcts_widen_fills_every_wave_and_still_counts_expansions(simulations):
+def test_mcts_widen_fills_the_first_wave_and_still_counts_expansions(simulations):
     """`widen` (the default): the first wave is `wave_size` expansions of the root in
     ONE call, not one; every simulation is still one expansion of `expansion_width`."""
     policy = ScriptedPolicy(["step" + D])
@@ -161,8 +161,6 @@ def test_mcts_widen_fills_every_wave_and_still_counts_expansions(simulations):
     expanded = [count for count in children.values() if count != 1]  # 1: the final completion
     assert all(count % 3 == 0 for count in expanded)
     assert sum(count // 3 for count in expanded) == simulations
-    # Every wave after the first is full: 4 expansions (12 samples) per wave.
-    assert sum(prompts * copies for prompts, copies in expansions[1:]) == simulations - 4
 
 
 # -- 5. the step that reaches max_steps runs to the end of the solution --------------

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from clients.bench.report import SummaryRow, summarize, wilson_interval
+from clients.bench.report import SummaryRow, summarize
 from clients.bench.store import Row
 
 DEFAULT_REFERENCE = "best_of_n/weighted"
@@ -86,29 +86,37 @@ def _point(row: SummaryRow) -> str:
 
 
 def by_level(rows: list[Row]) -> str:
-    """Accuracy (95 % Wilson interval, problems) of every cell per difficulty level."""
+    """Accuracy (95 % Wilson interval, problems) of every cell per difficulty level:
+    the bench's own summary, taken once over all rows and once per level."""
     levels: list[int] = sorted({row["level"] for row in rows if row.get("level") is not None})
     if not levels:
         raise ValueError("no row carries a level (only leveled datasets can be split)")
-    cells: dict[tuple[str, str], dict[int, list[bool]]] = defaultdict(lambda: defaultdict(list))
-    for row in rows:
-        if row.get("level") is not None:
-            cells[(row["label"], row["setting"])][row["level"]].append(bool(row["correct"]))
-    tokens = {(s.label, s.setting): s.mean_generated_tokens for s in summarize(rows)}
+    per_level = {
+        level: {_key(s): s for s in summarize([r for r in rows if r.get("level") == level])}
+        for level in levels
+    }
     header = " | ".join(f"level {level}" for level in levels)
     lines = [
         f"| strategy | setting | mean tokens | {header} |",
         "|---|---|---|" + "---|" * len(levels),
     ]
-    for key in sorted(cells, key=lambda k: (k[0], tokens[k])):
-        parts = []
-        for level in levels:
-            marks = cells[key].get(level, [])
-            low, high = wilson_interval(sum(marks), len(marks))
-            share = sum(marks) / len(marks) if marks else 0.0
-            parts.append(f"{share:.2f} ({low:.2f}-{high:.2f}, {len(marks)})")
-        lines.append(f"| {key[0]} | {key[1]} | {tokens[key]:.0f} | {' | '.join(parts)} |")
+    for cell in summarize(rows):
+        parts = [_share(per_level[level].get(_key(cell))) for level in levels]
+        lines.append(
+            f"| {cell.label} | {cell.setting} | {cell.mean_generated_tokens:.0f} "
+            f"| {' | '.join(parts)} |"
+        )
     return "\n".join(lines)
+
+
+def _key(row: SummaryRow) -> tuple[str, str, str]:
+    return row.dataset, row.label, row.setting
+
+
+def _share(row: SummaryRow | None) -> str:
+    if row is None:
+        return "-"
+    return f"{row.accuracy:.2f} ({row.ci95_low:.2f}-{row.ci95_high:.2f}, {row.problems})"
 
 
 def auto_choices(rows: list[Row]) -> str | None:
